@@ -1,0 +1,2 @@
+// placeholder translation unit so the library is never empty
+namespace longhaul::inner {}

@@ -1,0 +1,2 @@
+// placeholder translation unit
+namespace longhaul::transport {}
