@@ -1,2 +1,0 @@
-// placeholder translation unit
-namespace longhaul::transport {}
