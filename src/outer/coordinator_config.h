@@ -1,0 +1,62 @@
+// Everything `longhaul coordinator` reads from its TOML file (configs/coordinator.toml
+// documents every key with its default and unit):
+//   [coordinator] run_id, rounds, seed, bind, port, allowed_sites, start_sites, max_message_mb,
+//                 join_timeout_s
+//   [tls]         ca_cert, cert, key
+//   [model]       the GPT architecture every site builds (inner::read_model_config)
+//   [outer]       optimizer, lr, momentum, max_norm_ratio
+//   [sync]        live-tunable: inner_steps, min_sites, round_deadline_s, *_encoding
+//   [data]        corpus for the held-out evaluation of θ (inner::read_data_config)
+//   [eval]        every_rounds, batches, batch_size
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "inner/corpus.h"
+#include "inner/gpt_config.h"
+#include "outer/outer_optimizer.h"
+#include "outer/sync_policy.h"
+#include "transport/tls_context.h"
+
+namespace longhaul::outer {
+
+struct EvalConfig {
+  int64_t every_rounds = 1;  // evaluate θ every N rounds (and after the last); 0 = only the last
+  int64_t batches = 4;       // batches of the fixed validation set
+  int64_t batch_size = 8;    // sequences per evaluation batch
+};
+
+struct CoordinatorConfig {
+  std::string run_id;                  // empty: generated at first start (kept in the checkpoint)
+  int64_t rounds = 20;                 // outer rounds of the run; the coordinator exits 0 after
+  int64_t seed = 1337;                 // seeds the initial θ
+  std::string bind = "127.0.0.1";      // listen address
+  int64_t port = 7443;                 // TCP port (WebSocket + HTTPS); 0 = ephemeral
+  std::vector<std::string> allowed_sites;  // certificate CNs allowed to join; empty = any CA-signed
+  int64_t start_sites = 0;             // sites to wait for before round 0; 0 = sync.min_sites
+  double start_timeout_s = 600;        // after this, start round 0 with whoever (>= min_sites) is there
+  int64_t max_message_mb = 1024;       // cap on one WebSocket message (MiB)
+  transport::TlsFiles tls;
+  inner::GptConfig model;
+  OuterOptimConfig outer;
+  double max_norm_ratio = 10;          // reject uploads with norm > ratio x round median
+  SyncPolicy sync;
+  inner::CorpusSpec data;              // held-out evaluation data (validation split)
+  EvalConfig eval;
+  std::string effective_toml;          // for <run_dir>/coordinator.toml
+};
+
+// Parses and validates the whole file (ConfigError names file, key, value, expectation) and
+// rejects unknown keys.
+CoordinatorConfig read_coordinator_config(const std::filesystem::path& path,
+                                          const std::vector<std::string>& overrides);
+
+// Keys outside [sync] whose values differ between two effective configs, e.g.
+// {"outer.lr", "model.n_layer"}; these cannot change mid-run.
+std::vector<std::string> fixed_keys_changed(const std::string& old_effective_toml,
+                                            const std::string& new_effective_toml);
+
+}  // namespace longhaul::outer

@@ -1,0 +1,100 @@
+#include "outer/outer_optimizer.h"
+
+#include <torch/torch.h>
+
+#include "common/error.h"
+
+namespace longhaul::outer {
+
+OuterKind parse_outer_kind(const std::string& s) {
+  if (s == "nesterov") return OuterKind::kNesterov;
+  if (s == "sgdm") return OuterKind::kSgdm;
+  if (s == "avg") return OuterKind::kAvg;
+  throw UserError("outer optimizer '" + s + "': expected one of nesterov, sgdm, avg");
+}
+
+std::string to_string(OuterKind k) {
+  switch (k) {
+    case OuterKind::kNesterov: return "nesterov";
+    case OuterKind::kSgdm: return "sgdm";
+    case OuterKind::kAvg: return "avg";
+  }
+  return "?";
+}
+
+struct OuterOptimizer::Impl {
+  torch::Tensor theta;  // [numel] fp32, requires_grad so SGD accepts it
+  std::unique_ptr<torch::optim::SGD> sgd;
+
+  torch::optim::SGDParamState* state() {
+    auto& st = sgd->state();
+    auto it = st.find(theta.unsafeGetTensorImpl());
+    if (it == st.end()) return nullptr;
+    return static_cast<torch::optim::SGDParamState*>(it->second.get());
+  }
+};
+
+namespace {
+torch::Tensor flat_copy(std::span<const float> v) {
+  return torch::from_blob(const_cast<float*>(v.data()), {static_cast<int64_t>(v.size())},
+                          torch::kFloat32)
+      .clone();
+}
+}  // namespace
+
+OuterOptimizer::OuterOptimizer(OuterOptimConfig cfg, std::span<const float> initial)
+    : cfg_(cfg), impl_(std::make_unique<Impl>()) {
+  if (cfg_.kind == OuterKind::kAvg) {
+    cfg_.lr = 1.0;
+    cfg_.momentum = 0.0;
+  }
+  LH_CHECK(cfg_.lr > 0, "outer lr = ", cfg_.lr);
+  LH_CHECK(cfg_.momentum >= 0 && cfg_.momentum < 1, "outer momentum = ", cfg_.momentum);
+  impl_->theta = flat_copy(initial).set_requires_grad(true);
+  torch::optim::SGDOptions opts(cfg_.lr);
+  opts.momentum(cfg_.momentum).nesterov(cfg_.kind == OuterKind::kNesterov && cfg_.momentum > 0);
+  impl_->sgd = std::make_unique<torch::optim::SGD>(std::vector<torch::Tensor>{impl_->theta}, opts);
+}
+
+OuterOptimizer::~OuterOptimizer() = default;
+
+int64_t OuterOptimizer::numel() const { return impl_->theta.numel(); }
+
+std::span<const float> OuterOptimizer::params() const {
+  return {impl_->theta.data_ptr<float>(), static_cast<size_t>(impl_->theta.numel())};
+}
+
+void OuterOptimizer::step(std::span<const float> mean_delta) {
+  LH_CHECK_EQ(static_cast<int64_t>(mean_delta.size()), numel());
+  impl_->theta.mutable_grad() = flat_copy(mean_delta);
+  impl_->sgd->step();
+  ++steps_;
+}
+
+std::vector<float> OuterOptimizer::momentum_buffer() const {
+  auto* st = impl_->state();
+  if (st == nullptr || !st->momentum_buffer().defined()) return {};
+  auto buf = st->momentum_buffer().contiguous();
+  const float* p = buf.data_ptr<float>();
+  return std::vector<float>(p, p + buf.numel());
+}
+
+void OuterOptimizer::restore(std::span<const float> params, std::span<const float> momentum,
+                             int64_t steps) {
+  LH_CHECK_EQ(static_cast<int64_t>(params.size()), numel());
+  {
+    torch::NoGradGuard ng;
+    impl_->theta.copy_(flat_copy(params));
+  }
+  auto& st = impl_->sgd->state();
+  st.erase(impl_->theta.unsafeGetTensorImpl());
+  if (!momentum.empty()) {
+    LH_CHECK_EQ(static_cast<int64_t>(momentum.size()), numel());
+    auto s = std::make_unique<torch::optim::SGDParamState>();
+    s->momentum_buffer(flat_copy(momentum));
+    st[impl_->theta.unsafeGetTensorImpl()] = std::move(s);
+  }
+  steps_ = steps;
+}
+
+}  // namespace longhaul::outer

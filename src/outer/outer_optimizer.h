@@ -1,0 +1,60 @@
+// The outer optimizer of DiLoCo: θ ← OuterOpt(θ, Δ̄) where Δ̄ is the token-weighted mean
+// pseudo-gradient Σ w_k (θ_r − θ_k) / Σ w_k. Sign: Δ̄ points from the sites' trained replicas
+// back to θ_r, i.e. it is a gradient-like direction that the step DESCENDS (θ −= lr·…).
+//
+// θ is held as ONE flat fp32 tensor whose .grad is set to Δ̄, and the step is
+// torch::optim::SGD itself, so semantics are exactly torch.optim.SGD's:
+//   nesterov: buf = μ·buf + Δ̄ (first step: buf = Δ̄); θ −= lr·(Δ̄ + μ·buf)
+//   sgdm:     buf = μ·buf + Δ̄ (first step: buf = Δ̄); θ −= lr·buf          (heavy ball)
+//   avg:      θ −= 1·Δ̄  (FedAvg: θ becomes the weighted mean of the replicas)
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace longhaul::outer {
+
+enum class OuterKind { kNesterov, kSgdm, kAvg };
+
+// "nesterov" | "sgdm" | "avg"; throws ConfigError-style UserError otherwise.
+OuterKind parse_outer_kind(const std::string& s);
+std::string to_string(OuterKind k);
+
+struct OuterOptimConfig {
+  OuterKind kind = OuterKind::kNesterov;
+  double lr = 0.7;        // outer learning rate (avg: forced to 1)
+  double momentum = 0.9;  // μ (avg: unused)
+};
+
+class OuterOptimizer {
+ public:
+  // θ starts as `initial` (numel = initial.size()).
+  OuterOptimizer(OuterOptimConfig cfg, std::span<const float> initial);
+  ~OuterOptimizer();
+  OuterOptimizer(const OuterOptimizer&) = delete;
+  OuterOptimizer& operator=(const OuterOptimizer&) = delete;
+
+  // One outer step with pseudo-gradient Δ̄ (same length as θ).
+  void step(std::span<const float> mean_delta);
+
+  std::span<const float> params() const;  // θ, valid until the next step/load
+  int64_t numel() const;
+  int64_t steps_taken() const { return steps_; }
+  const OuterOptimConfig& config() const { return cfg_; }
+
+  // Momentum buffer (empty before the first step or for avg). For checkpoints.
+  std::vector<float> momentum_buffer() const;
+  // Restores θ, the momentum buffer (may be empty: no momentum yet) and the step count.
+  void restore(std::span<const float> params, std::span<const float> momentum, int64_t steps);
+
+ private:
+  struct Impl;
+  OuterOptimConfig cfg_;
+  std::unique_ptr<Impl> impl_;
+  int64_t steps_ = 0;
+};
+
+}  // namespace longhaul::outer

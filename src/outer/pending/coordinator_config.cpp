@@ -1,0 +1,106 @@
+#include "outer/coordinator_config.h"
+
+#include <toml++/toml.h>
+
+#include <map>
+#include <sstream>
+
+#include "common/error.h"
+#include "inner/train_config.h"
+#include "transport/codec.h"
+
+namespace longhaul::outer {
+
+namespace {
+const std::vector<std::string> kEncodings = {"fp32", "bf16", "fp16", "int8", "int4"};
+}
+
+SyncPolicy read_sync_policy(ConfigReader& r) {
+  SyncPolicy p;
+  p.inner_steps = r.get_int("sync.inner_steps", p.inner_steps, 1, 1000000);
+  p.min_sites = r.get_int("sync.min_sites", p.min_sites, 1, 10000);
+  p.round_deadline_s = r.get_positive("sync.round_deadline_s", p.round_deadline_s, 7 * 86400.0);
+  p.upload_encoding = r.get_enum("sync.upload_encoding", p.upload_encoding, kEncodings);
+  p.download_encoding = r.get_enum("sync.download_encoding", p.download_encoding, kEncodings);
+  return p;
+}
+
+std::string describe_change(const SyncPolicy& a, const SyncPolicy& b) {
+  std::ostringstream os;
+  auto item = [&](const char* k, const auto& x, const auto& y) {
+    if (x == y) return;
+    if (os.tellp() > 0) os << ", ";
+    os << k << " " << x << " -> " << y;
+  };
+  item("inner_steps", a.inner_steps, b.inner_steps);
+  item("min_sites", a.min_sites, b.min_sites);
+  item("round_deadline_s", a.round_deadline_s, b.round_deadline_s);
+  item("upload_encoding", a.upload_encoding, b.upload_encoding);
+  item("download_encoding", a.download_encoding, b.download_encoding);
+  return os.str();
+}
+
+CoordinatorConfig read_coordinator_config(const std::filesystem::path& path,
+                                          const std::vector<std::string>& overrides) {
+  ConfigReader r = ConfigReader::from_file(path, overrides);
+  CoordinatorConfig c;
+  c.run_id = r.get_string("coordinator.run_id", "");
+  c.rounds = r.get_int("coordinator.rounds", c.rounds, 1, 100000000);
+  c.seed = r.get_int("coordinator.seed", c.seed, 0, INT64_MAX);
+  c.bind = r.get_string("coordinator.bind", c.bind);
+  c.port = r.get_int("coordinator.port", c.port, 0, 65535);
+  c.allowed_sites = r.get_string_list("coordinator.allowed_sites", {});
+  c.start_sites = r.get_int("coordinator.start_sites", c.start_sites, 0, 10000);
+  c.start_timeout_s = r.get_positive("coordinator.start_timeout_s", c.start_timeout_s, 7 * 86400.0);
+  c.max_message_mb = r.get_int("coordinator.max_message_mb", c.max_message_mb, 1, 1 << 20);
+  c.tls.ca_cert = r.get_path("tls.ca_cert", "certs/ca.crt");
+  c.tls.cert = r.get_path("tls.cert", "certs/coordinator.crt");
+  c.tls.key = r.get_path("tls.key", "certs/coordinator.key");
+  c.model = inner::read_model_config(r);
+  c.outer.kind = parse_outer_kind(r.get_enum("outer.optimizer", "nesterov", {"nesterov", "sgdm", "avg"}));
+  c.outer.lr = r.get_positive("outer.lr", c.outer.lr, 10.0);
+  c.outer.momentum = r.get_double("outer.momentum", c.outer.momentum, 0.0, 0.999);
+  c.max_norm_ratio = r.get_double("outer.max_norm_ratio", c.max_norm_ratio, 1.5, 1e9);
+  c.sync = read_sync_policy(r);
+  c.data = inner::read_data_config(r, c.model);
+  c.eval.every_rounds = r.get_int("eval.every_rounds", c.eval.every_rounds, 0, 1000000);
+  c.eval.batches = r.get_int("eval.batches", c.eval.batches, 1, 100000);
+  c.eval.batch_size = r.get_int("eval.batch_size", c.eval.batch_size, 1, 4096);
+  r.finish();
+  if (!c.allowed_sites.empty() && c.sync.min_sites > static_cast<int64_t>(c.allowed_sites.size()))
+    r.fail("sync.min_sites", "at most the number of coordinator.allowed_sites");
+  c.effective_toml = r.effective_toml();
+  return c;
+}
+
+namespace {
+void flatten(const toml::table& t, const std::string& prefix, std::map<std::string, std::string>& out) {
+  for (const auto& [k, v] : t) {
+    std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const auto* sub = v.as_table()) {
+      flatten(*sub, key, out);
+    } else {
+      std::ostringstream os;
+      v.visit([&](const auto& x) { os << x; });
+      out[key] = os.str();
+    }
+  }
+}
+}  // namespace
+
+std::vector<std::string> fixed_keys_changed(const std::string& a, const std::string& b) {
+  std::map<std::string, std::string> fa, fb;
+  flatten(toml::parse(a), "", fa);
+  flatten(toml::parse(b), "", fb);
+  std::vector<std::string> changed;
+  for (const auto& [k, v] : fb) {
+    if (k.rfind("sync.", 0) == 0) continue;
+    auto it = fa.find(k);
+    if (it == fa.end() || it->second != v) changed.push_back(k);
+  }
+  for (const auto& [k, v] : fa)
+    if (k.rfind("sync.", 0) != 0 && !fb.count(k)) changed.push_back(k);
+  return changed;
+}
+
+}  // namespace longhaul::outer

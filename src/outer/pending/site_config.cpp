@@ -1,0 +1,34 @@
+#include "outer/site_config.h"
+
+#include "common/config_reader.h"
+#include "common/error.h"
+
+namespace longhaul::outer {
+
+SiteConfig read_site_config(const std::filesystem::path& path,
+                            const std::vector<std::string>& overrides) {
+  ConfigReader r = ConfigReader::from_file(path, overrides);
+  SiteConfig c;
+  c.id = r.get_string("site.id", "");
+  if (c.id.empty()) r.fail("site.id", "a non-empty site id (the CN of its certificate)");
+  c.coordinator_url = r.get_string("site.coordinator", c.coordinator_url);
+  if (c.coordinator_url.rfind("wss://", 0) != 0)
+    r.fail("site.coordinator", "a wss://host:port/path URL");
+  c.server_name = r.get_string("site.server_name", "");
+  c.connect_timeout_s = r.get_positive("site.connect_timeout_s", c.connect_timeout_s, 3600);
+  c.reconnect_max_s = r.get_positive("site.reconnect_max_s", c.reconnect_max_s, 3600);
+  c.tls.ca_cert = r.get_path("tls.ca_cert", "certs/ca.crt");
+  c.tls.cert = r.get_path("tls.cert", "certs/" + c.id + ".crt");
+  c.tls.key = r.get_path("tls.key", "certs/" + c.id + ".key");
+  // The model comes from the coordinator; corpus checks that need it are redone on join.
+  inner::GptConfig placeholder;
+  c.train.model = placeholder;
+  c.train.data = inner::read_data_config(r, placeholder);
+  c.train.train = inner::read_loop_config(r);
+  c.train.optim = inner::read_optim_config(r, c.train.train.steps);
+  r.finish();
+  c.effective_toml = r.effective_toml();
+  return c;
+}
+
+}  // namespace longhaul::outer

@@ -1,0 +1,338 @@
+#include "outer/site_service.h"
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include <torch/torch.h>
+
+#include "common/atomic_file.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "inner/checkpoint.h"
+#include "inner/flat_params.h"
+#include "inner/trainer.h"
+#include "outer/param_hash.h"
+#include "outer/protocol.h"
+#include "transport/channel_client.h"
+#include "transport/codec.h"
+
+namespace longhaul::outer {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using transport::Message;
+using Ms = std::chrono::milliseconds;
+
+namespace {
+std::atomic<bool> g_stop{false};
+
+std::vector<float> load_floats(const fs::path& p, size_t n) {
+  std::string s = read_file(p);
+  if (s.size() != n * sizeof(float))
+    throw DataError(p.string() + ": expected " + std::to_string(n * sizeof(float)) + " bytes, found " +
+                    std::to_string(s.size()) + " (residual of another model?)");
+  std::vector<float> v(n);
+  std::memcpy(v.data(), s.data(), s.size());
+  return v;
+}
+}  // namespace
+
+struct SiteService::Impl {
+  SiteConfig cfg;
+  fs::path run_dir;
+  std::unique_ptr<transport::ChannelClient> client;
+  std::shared_ptr<inner::Corpus> corpus;
+  std::unique_ptr<inner::Trainer> trainer;
+  transport::Manifest manifest;
+  uint64_t manifest_hash = 0;
+  std::vector<float> theta;            // θ_round as published (bitwise the coordinator's)
+  std::vector<float> residual, residual_backup;  // error feedback e_k (and before the last upload)
+  int64_t round = -1;                  // the round θ belongs to
+  std::string run_id;
+  std::optional<Message> pending_upload;  // sent, not yet acked
+  int64_t hash_mismatches = 0;
+  uint64_t bytes_up = 0, bytes_down = 0;
+  double last_train_loss = std::nan("");
+  int64_t last_tokens = 0;
+  std::ofstream metrics;
+  bool done = false;
+
+  void connect_and_join();
+  void handle(const Message& m);
+  void on_welcome(const Message& m);
+  void on_round_start(const Message& m);
+  void on_round_result(const Message& m);
+  void send(Message m) {
+    m.header["run_id"] = run_id;
+    m.header["site"] = cfg.id;
+    m.header["fragment"] = 0;
+    bytes_up += m.payload.size();
+    client->send(std::move(m));
+  }
+  void resync(const std::string& why) {
+    LH_LOG(Warn, "site") << cfg.id << ": requesting a full resync: " << why;
+    send(Message{protocol::kResync, {{"round", round}, {"reason", why}}, {}});
+  }
+  void save_state();
+  uint64_t checkpoint_manifest_hash();
+};
+
+uint64_t SiteService::Impl::checkpoint_manifest_hash() {
+  if (manifest_hash) return manifest_hash;
+  if (auto p = inner::latest_checkpoint(run_dir)) return inner::read_checkpoint_meta(*p).manifest_hash;
+  return 0;
+}
+
+void SiteService::Impl::connect_and_join() {
+  double backoff = 0.5;
+  while (!g_stop.load()) {
+    try {
+      transport::ClientOptions o;
+      o.url = cfg.coordinator_url;
+      o.tls = cfg.tls;
+      o.server_name = cfg.server_name;
+      client = std::make_unique<transport::ChannelClient>(o);
+      client->connect();
+      Message hello{protocol::kHello,
+                    {{"site", cfg.id},
+                     {"protocol", protocol::kVersion},
+                     {"manifest_hash", protocol::hex64(checkpoint_manifest_hash())},
+                     {"round", round}},
+                    {}};
+      client->send(std::move(hello));
+      auto until = std::chrono::steady_clock::now() +
+                   Ms(static_cast<int64_t>(cfg.connect_timeout_s * 1000));
+      while (std::chrono::steady_clock::now() < until && !g_stop.load()) {
+        auto m = client->receive(Ms(200));
+        if (!m) continue;
+        if (m->type == protocol::kRefuse)
+          throw UserError("coordinator refused site '" + cfg.id +
+                          "': " + m->header.value("reason", std::string("?")));
+        if (m->type == protocol::kWelcome) {
+          on_welcome(*m);
+          return;
+        }
+        LH_LOG(Warn, "site") << "ignoring '" << m->type << "' before welcome";
+      }
+      throw transport::ChannelError("no welcome within " + std::to_string(cfg.connect_timeout_s) + " s");
+    } catch (const UserError&) {
+      throw;
+    } catch (const std::exception& e) {
+      LH_LOG(Warn, "site") << cfg.id << ": cannot join " << cfg.coordinator_url << ": " << e.what()
+                           << "; retrying in " << backoff << " s";
+      client.reset();
+      auto until = std::chrono::steady_clock::now() + Ms(static_cast<int64_t>(backoff * 1000));
+      while (std::chrono::steady_clock::now() < until && !g_stop.load())
+        std::this_thread::sleep_for(Ms(50));
+      backoff = std::min(backoff * 2, cfg.reconnect_max_s);
+    }
+  }
+}
+
+void SiteService::Impl::on_welcome(const Message& m) {
+  const char* t = protocol::kWelcome;
+  run_id = protocol::field<std::string>(m.header, t, "run_id");
+  auto model = inner::GptConfig::from_json(protocol::field<json>(m.header, t, "model"));
+  uint64_t mh = protocol::parse_hex64(protocol::field<std::string>(m.header, t, "manifest_hash"), t,
+                                      "manifest_hash");
+  if (!trainer) {
+    inner::TrainConfig tc = cfg.train;
+    tc.model = model;
+    tc.data.block_size = model.block_size;
+    tc.data.vocab_size = model.vocab_size;
+    corpus = std::make_shared<inner::Corpus>(inner::load_corpus(tc.data));
+    trainer = std::make_unique<inner::Trainer>(tc, corpus);
+    manifest = inner::param_manifest(*trainer->model());
+    manifest_hash = manifest.hash();
+    residual.assign(manifest.total_elements(), 0.f);
+    if (auto p = inner::latest_checkpoint(run_dir)) {
+      auto meta = trainer->load_checkpoint(*p);
+      std::string ck_run = meta.extra.value("run_id", std::string());
+      fs::path rp = run_dir / "residual.bin";
+      if (ck_run == run_id && fs::exists(rp)) residual = load_floats(rp, residual.size());
+      LH_LOG(Info, "site") << cfg.id << ": resumed from " << p->string() << " (step " << meta.step
+                           << ", last round " << meta.extra.value("round", int64_t{-1}) << ")";
+    }
+    LH_LOG(Info, "site") << cfg.id << ": model " << manifest.total_elements() << " parameters, "
+                         << corpus->train.size() << " training tokens in shard "
+                         << cfg.train.data.shard_index << "/" << cfg.train.data.num_shards;
+  }
+  if (mh != manifest_hash)
+    throw UserError("coordinator's model fingerprint " + protocol::hex64(mh) +
+                    " differs from the one this build derives (" + protocol::hex64(manifest_hash) +
+                    ") from the same config: versions differ?");
+  theta.resize(manifest.total_elements());
+  bytes_down += m.payload.size();
+  transport::decode(m.payload, theta, manifest_hash);
+  uint64_t want = protocol::parse_hex64(protocol::field<std::string>(m.header, t, "param_hash"), t,
+                                        "param_hash");
+  if (param_hash(theta) != want) throw transport::ChannelError("welcome θ hash mismatch");
+  inner::flat_to_params(*trainer->model(), theta);
+  round = protocol::field<int64_t>(m.header, t, "round");
+  LH_LOG(Info, "site") << cfg.id << ": joined run " << run_id << " at round " << round;
+}
+
+void SiteService::Impl::on_round_start(const Message& m) {
+  const char* t = protocol::kRoundStart;
+  int64_t r = protocol::field<int64_t>(m.header, t, "round");
+  if (r != round) return resync("round_start for round " + std::to_string(r) + " but θ is at round " +
+                                std::to_string(round));
+  if (pending_upload && pending_upload->header.value("round", int64_t{-1}) == r) {
+    LH_LOG(Info, "site") << cfg.id << ": re-sending round " << r << " upload after reconnect";
+    send(*pending_upload);
+    return;
+  }
+  int64_t H = protocol::field<int64_t>(m.header, t, "inner_steps");
+  transport::CodecOptions o;
+  o.encoding = transport::parse_encoding(protocol::field<std::string>(m.header, t, "upload_encoding"));
+  LH_LOG(Info, "site") << cfg.id << ": round " << r << ": training " << H << " steps";
+  inner::flat_to_params(*trainer->model(), theta);
+  int64_t tokens = 0, steps = 0;
+  double loss_sum = 0;
+  for (; steps < H && !g_stop.load(); ++steps) {
+    auto st = trainer->train_steps(1);
+    tokens += st.tokens;
+    loss_sum += st.mean_loss;
+  }
+  if (g_stop.load()) return;  // abandon the round
+  std::vector<float> delta = inner::params_to_flat(*trainer->model());
+  for (size_t i = 0; i < delta.size(); ++i) delta[i] = theta[i] - delta[i];  // Δ = θ_r − θ_local
+  residual_backup = residual;
+  Message up;
+  up.type = protocol::kUpload;
+  up.payload = transport::encode_with_feedback(delta, residual, manifest, o);
+  last_train_loss = loss_sum / std::max<int64_t>(1, steps);
+  last_tokens = tokens;
+  up.header = {{"round", r}, {"tokens", tokens}, {"steps", steps}, {"train_loss", last_train_loss},
+               {"idempotency_key", cfg.id + "/" + std::to_string(r)}};
+  up.header["run_id"] = run_id;
+  up.header["site"] = cfg.id;
+  up.header["fragment"] = 0;
+  pending_upload = up;
+  LH_LOG(Info, "site") << cfg.id << ": round " << r << ": uploading " << up.payload.size()
+                       << " bytes (" << o.encoding << "), train loss " << last_train_loss;
+  send(std::move(up));
+  save_state();
+}
+
+void SiteService::Impl::on_round_result(const Message& m) {
+  const char* t = protocol::kRoundResult;
+  int64_t r = protocol::field<int64_t>(m.header, t, "round");
+  int64_t next = protocol::field<int64_t>(m.header, t, "next_round");
+  if (r != round) return resync("round_result for round " + std::to_string(r) + " but θ is at round " +
+                                std::to_string(round));
+  bytes_down += m.payload.size();
+  std::vector<float> u(theta.size());
+  transport::decode(m.payload, u, manifest_hash);
+  for (size_t i = 0; i < theta.size(); ++i) theta[i] += u[i];
+  uint64_t want = protocol::parse_hex64(protocol::field<std::string>(m.header, t, "param_hash"), t,
+                                        "param_hash");
+  uint64_t got = param_hash(theta);
+  if (got != want) {
+    ++hash_mismatches;
+    return resync("θ hash " + protocol::hex64(got) + " after round " + std::to_string(r) +
+                  " differs from the published " + protocol::hex64(want));
+  }
+  round = next;
+  inner::flat_to_params(*trainer->model(), theta);
+  if (pending_upload && pending_upload->header.value("round", int64_t{-1}) <= r) pending_upload.reset();
+  json line = {{"event", "round"},          {"round", r},
+               {"param_hash", protocol::hex64(got)},
+               {"contributed", false},      {"tokens", last_tokens},
+               {"train_loss", last_train_loss},
+               {"bytes_up", bytes_up},      {"bytes_down", bytes_down},
+               {"hash_mismatches", hash_mismatches}};
+  for (const auto& c : m.header.value("contributors", json::array()))
+    if (c == cfg.id) line["contributed"] = true;
+  metrics << line.dump() << "\n";
+  metrics.flush();
+  LH_LOG(Info, "site") << cfg.id << ": round " << r << " applied, θ hash " << protocol::hex64(got);
+}
+
+void SiteService::Impl::handle(const Message& m) {
+  if (m.type == protocol::kRoundStart) return on_round_start(m);
+  if (m.type == protocol::kRoundResult) return on_round_result(m);
+  if (m.type == protocol::kWelcome) return on_welcome(m);
+  if (m.type == protocol::kUploadAck) {
+    std::string st = m.header.value("status", std::string());
+    int64_t r = m.header.value("round", int64_t{-1});
+    if (st == protocol::kAccepted || st == protocol::kDuplicate) {
+      LH_LOG(Debug, "site") << cfg.id << ": round " << r << " upload " << st;
+    } else {
+      LH_LOG(Warn, "site") << cfg.id << ": round " << r << " upload " << st << ": "
+                           << m.header.value("reason", std::string());
+      if (!residual_backup.empty()) residual = residual_backup;  // nothing of it was applied
+    }
+    if (pending_upload && pending_upload->header.value("round", int64_t{-1}) == r) pending_upload.reset();
+    return;
+  }
+  if (m.type == protocol::kRunComplete) {
+    LH_LOG(Info, "site") << cfg.id << ": run complete after "
+                         << m.header.value("rounds", int64_t{0}) << " rounds";
+    done = true;
+    return;
+  }
+  if (m.type == protocol::kRefuse)
+    throw UserError("coordinator refused site '" + cfg.id + "': " + m.header.value("reason", std::string()));
+  LH_LOG(Warn, "site") << cfg.id << ": ignoring unknown message '" << m.type << "'";
+}
+
+void SiteService::Impl::save_state() {
+  if (!trainer) return;
+  json extra = {{"round", round}, {"run_id", run_id}, {"site", cfg.id}};
+  auto p = inner::checkpoint_path(run_dir, trainer->steps_done());
+  trainer->save_checkpoint(p, extra);
+  write_file_atomic(run_dir / "residual.bin",
+                    std::span<const std::byte>(reinterpret_cast<const std::byte*>(residual.data()),
+                                               residual.size() * sizeof(float)));
+  inner::prune_checkpoints(run_dir, 2);
+}
+
+SiteService::SiteService(SiteConfig cfg, fs::path run_dir) : impl_(std::make_unique<Impl>()) {
+  impl_->cfg = std::move(cfg);
+  impl_->run_dir = std::move(run_dir);
+}
+SiteService::~SiteService() = default;
+void SiteService::request_stop() { g_stop.store(true); }
+
+int SiteService::run() {
+  Impl& s = *impl_;
+  fs::create_directories(s.run_dir);
+  write_file_atomic(s.run_dir / "site.toml", s.cfg.effective_toml);
+  s.metrics.open(s.run_dir / "metrics.jsonl", std::ios::app);
+  while (!g_stop.load() && !s.done) {
+    if (!s.client || !s.client->connected()) {
+      s.connect_and_join();
+      continue;
+    }
+    std::optional<Message> m;
+    try {
+      m = s.client->receive(Ms(200));
+    } catch (const transport::ChannelError& e) {
+      LH_LOG(Warn, "site") << s.cfg.id << ": connection lost: " << e.what();
+      s.client.reset();
+      continue;
+    }
+    if (!m) continue;
+    try {
+      s.handle(*m);
+    } catch (const protocol::ProtocolError& e) {
+      LH_LOG(Error, "site") << s.cfg.id << ": bad message from the coordinator: " << e.what();
+      s.client.reset();
+    } catch (const transport::DecodeError& e) {
+      LH_LOG(Error, "site") << s.cfg.id << ": undecodable payload: " << e.what();
+      s.resync(e.what());
+    } catch (const transport::ChannelError& e) {
+      LH_LOG(Warn, "site") << s.cfg.id << ": connection lost: " << e.what();
+      s.client.reset();
+    }
+  }
+  if (s.trainer) s.save_state();
+  if (s.client) s.client->close();
+  LH_LOG(Info, "site") << s.cfg.id << (s.done ? ": done" : ": stopped") << " at round " << s.round;
+  return 0;
+}
+
+}  // namespace longhaul::outer

@@ -1,0 +1,107 @@
+// The coordinator <-> site protocol: message types and their JSON headers. Payloads are codec
+// payloads (transport/codec.h). Every round message carries run id, round, site and fragment
+// (fragment 0 = the whole flat vector until streaming DiLoCo splits it), so a retried or late
+// message is recognised and applied at most once.
+//
+//   site                                   coordinator
+//   hello {site, protocol, manifest_hash}  ─▶          (manifest_hash 0: no model yet)
+//                                          ◀─  welcome {run_id, round, model, manifest_hash,
+//                                                       param_hash} + θ (fp32 payload)
+//                                              | refuse {reason}  (then close)
+//                                          ◀─  round_start {round, inner_steps, encodings,
+//                                                           deadline_s, param_hash}
+//   upload {round, tokens, ...} + Q(Δ+e)   ─▶
+//                                          ◀─  upload_ack {round, status, reason}
+//                                          ◀─  round_result {round, next_round, param_hash,
+//                                                            applied} + Q(θ_{r+1} − θ_r)
+//   resync {round, reason}                 ─▶  (answered by a welcome: the full θ)
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+
+namespace longhaul::outer::protocol {
+
+inline constexpr int kVersion = 1;
+
+inline constexpr const char* kHello = "hello";
+inline constexpr const char* kWelcome = "welcome";
+inline constexpr const char* kRefuse = "refuse";
+inline constexpr const char* kRoundStart = "round_start";
+inline constexpr const char* kUpload = "upload";
+inline constexpr const char* kUploadAck = "upload_ack";
+inline constexpr const char* kRoundResult = "round_result";
+inline constexpr const char* kResync = "resync";
+inline constexpr const char* kRunComplete = "run_complete";  // every round done: sites exit 0
+
+// A peer sent a message that does not follow this protocol; what() names type and field.
+class ProtocolError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// h[key] as T, or ProtocolError "message 'type': field 'key' missing / not a ...".
+template <typename T>
+T field(const nlohmann::json& h, const char* type, const char* key) {
+  auto it = h.find(key);
+  if (it == h.end())
+    throw ProtocolError(std::string("message '") + type + "': field '" + key + "' missing");
+  try {
+    return it->get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw ProtocolError(std::string("message '") + type + "': field '" + key +
+                        "' has the wrong type: " + it->dump());
+  }
+}
+
+// The fields common to all round messages.
+struct RoundTag {
+  std::string run_id;
+  int64_t round = 0;
+  std::string site;
+  int fragment = 0;
+
+  nlohmann::json to_json() const {
+    return {{"run_id", run_id}, {"round", round}, {"site", site}, {"fragment", fragment}};
+  }
+  static RoundTag from_json(const nlohmann::json& h, const char* type) {
+    RoundTag t;
+    t.run_id = field<std::string>(h, type, "run_id");
+    t.round = field<int64_t>(h, type, "round");
+    t.site = field<std::string>(h, type, "site");
+    t.fragment = field<int>(h, type, "fragment");
+    return t;
+  }
+};
+
+// Status values of upload_ack.
+inline constexpr const char* kAccepted = "accepted";
+inline constexpr const char* kRejected = "rejected";
+inline constexpr const char* kLate = "late";
+inline constexpr const char* kDuplicate = "duplicate";
+
+// 64-bit hashes travel as 16 hex digits (JSON numbers are doubles in many tools).
+inline std::string hex64(uint64_t v) {
+  static const char* d = "0123456789abcdef";
+  std::string s(16, '0');
+  for (int i = 15; i >= 0; --i, v >>= 4) s[i] = d[v & 15];
+  return s;
+}
+inline uint64_t parse_hex64(const std::string& s, const char* type, const char* key) {
+  uint64_t v = 0;
+  if (s.size() != 16)
+    throw ProtocolError(std::string("message '") + type + "': field '" + key +
+                        "' is not 16 hex digits: '" + s + "'");
+  for (char c : s) {
+    int x = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (x < 0)
+      throw ProtocolError(std::string("message '") + type + "': field '" + key +
+                          "' is not hex: '" + s + "'");
+    v = v << 4 | static_cast<uint64_t>(x);
+  }
+  return v;
+}
+
+}  // namespace longhaul::outer::protocol

@@ -1,0 +1,35 @@
+// `longhaul site`: one data center's side of DiLoCo.
+//
+//   connect (mutual TLS, reconnect with exponential backoff) -> hello -> welcome (model, θ_r)
+//   round_start r: θ ← θ_r; H inner AdamW steps on the local shard (Trainer); Δ = θ_r − θ;
+//                  upload Q(Δ + e) with e ← (Δ + e) − deQ(...) (error feedback), w = tokens
+//   round_result r: θ_{r+1} = θ_r + deQ(update); check the published hash; on mismatch ask
+//                   for a full resync (logged and counted)
+//   run_complete: checkpoint, exit 0
+//
+// The AdamW state, data cursor, error-feedback residual and last round are checkpointed in the
+// run dir after every upload (checkpoints/ via Trainer, residual.bin via AtomicFileWriter), so
+// a restarted site rejoins and continues. SIGINT/SIGTERM: the current inner step finishes,
+// the round is abandoned, the connection closed, exit 0.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+
+#include "outer/site_config.h"
+
+namespace longhaul::outer {
+
+class SiteService {
+ public:
+  SiteService(SiteConfig cfg, std::filesystem::path run_dir);
+  ~SiteService();
+  int run();
+  static void request_stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace longhaul::outer

@@ -1,0 +1,28 @@
+// The coordinator's live-tunable sync policy: section [sync] of coordinator.toml. These keys
+// (and only these) may change while a run is going: the config watcher re-reads them when the
+// file changes or on SIGHUP, logs the change and applies it from the next round.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/config_reader.h"
+
+namespace longhaul::outer {
+
+struct SyncPolicy {
+  int64_t inner_steps = 50;          // H: inner AdamW steps per round at every site
+  int64_t min_sites = 2;             // quorum: accepted uploads needed to close at the deadline
+  double round_deadline_s = 600;     // seconds from round start after which a quorum closes it
+  std::string upload_encoding = "int8";    // sites -> coordinator: fp32|bf16|fp16|int8|int4
+  std::string download_encoding = "fp32";  // coordinator -> sites (published update)
+
+  bool operator==(const SyncPolicy&) const = default;
+};
+
+// Reads [sync]; ConfigError names the key on a bad value.
+SyncPolicy read_sync_policy(ConfigReader& r);
+// "inner_steps 50 -> 20, min_sites 2 -> 3" (empty when equal).
+std::string describe_change(const SyncPolicy& from, const SyncPolicy& to);
+
+}  // namespace longhaul::outer

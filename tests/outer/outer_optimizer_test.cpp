@@ -1,0 +1,114 @@
+// The outer step against torch.optim.SGD (golden values produced by the venv's PyTorch at test
+// time by tests/python/gen_outer_golden.py), and the sign convention on a known quadratic.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "outer/outer_optimizer.h"
+
+namespace longhaul::outer {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::vector<float> read_floats(std::ifstream& f, int n) {
+  std::vector<float> v(n);
+  f.read(reinterpret_cast<char*>(v.data()), n * sizeof(float));
+  EXPECT_TRUE(f.good());
+  return v;
+}
+
+TEST(OuterOptimizer, MatchesTorchSgdOver20Rounds) {
+  fs::path dir = fs::temp_directory_path() / ("lh_outer_golden_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::path out = dir / "golden.bin";
+  std::string cmd = std::string(LONGHAUL_PYTHON) + " " + LONGHAUL_SOURCE_DIR +
+                    "/tests/python/gen_outer_golden.py " + out.string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::ifstream f(out, std::ios::binary);
+  int32_t hdr[3];
+  f.read(reinterpret_cast<char*>(hdr), sizeof(hdr));
+  const int numel = hdr[0], rounds = hdr[1], cases = hdr[2];
+  ASSERT_EQ(rounds, 20);
+  ASSERT_EQ(cases, 3);
+  const OuterOptimConfig cfgs[3] = {{OuterKind::kNesterov, 0.7, 0.9},
+                                    {OuterKind::kSgdm, 0.5, 0.8},
+                                    {OuterKind::kAvg, 1.0, 0.0}};
+  for (int c = 0; c < cases; ++c) {
+    auto theta0 = read_floats(f, numel);
+    OuterOptimizer opt(cfgs[c], theta0);
+    double worst = 0;
+    for (int r = 0; r < rounds; ++r) {
+      auto delta = read_floats(f, numel);
+      auto expect = read_floats(f, numel);
+      opt.step(delta);
+      auto got = opt.params();
+      for (int i = 0; i < numel; ++i) {
+        double rel = std::abs(got[i] - expect[i]) / std::max(1e-6, std::abs((double)expect[i]));
+        worst = std::max(worst, rel);
+        ASSERT_LE(rel, 1e-6) << "case " << c << " round " << r << " element " << i << ": "
+                             << got[i] << " vs torch " << expect[i];
+      }
+    }
+    std::printf("case %s: worst relative error vs torch.optim.SGD over %d rounds: %.3g\n",
+                to_string(cfgs[c].kind).c_str(), rounds, worst);
+  }
+  fs::remove_all(dir);
+}
+
+// f(θ) = ½ Σ a_i (θ_i − c_i)². A site taking H plain gradient steps of size η from θ_r ends at
+// θ_k; its pseudo-gradient Δ = θ_r − θ_k points uphill, so the outer step must bring θ to c.
+TEST(OuterOptimizer, PseudoGradientOfQuadraticDrivesThetaToMinimum) {
+  const int n = 16;
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(0.5f, 2.0f), cdist(-3.f, 3.f);
+  std::vector<float> a(n), c(n), theta(n, 0.f);
+  for (int i = 0; i < n; ++i) a[i] = u(rng), c[i] = cdist(rng);
+  for (OuterKind kind : {OuterKind::kNesterov, OuterKind::kSgdm, OuterKind::kAvg}) {
+    OuterOptimizer opt({kind, kind == OuterKind::kAvg ? 1.0 : 0.7, 0.9}, theta);
+    auto dist = [&] {
+      double d = 0;
+      for (int i = 0; i < n; ++i) d += std::pow(opt.params()[i] - c[i], 2);
+      return std::sqrt(d);
+    };
+    const double d0 = dist();
+    for (int r = 0; r < 60; ++r) {
+      std::vector<float> local(opt.params().begin(), opt.params().end());
+      for (int h = 0; h < 5; ++h)
+        for (int i = 0; i < n; ++i) local[i] -= 0.05f * a[i] * (local[i] - c[i]);
+      std::vector<float> delta(n);
+      for (int i = 0; i < n; ++i) delta[i] = opt.params()[i] - local[i];
+      opt.step(delta);
+    }
+    EXPECT_LT(dist(), 1e-2 * d0) << to_string(kind) << ": from " << d0 << " to " << dist();
+  }
+}
+
+TEST(OuterOptimizer, RestoreContinuesBitwiseLikeAnUninterruptedRun) {
+  const int n = 33;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  std::vector<float> theta(n);
+  for (auto& v : theta) v = nd(rng);
+  std::vector<std::vector<float>> deltas(6, std::vector<float>(n));
+  for (auto& d : deltas)
+    for (auto& v : d) v = nd(rng);
+  OuterOptimizer a({}, theta);
+  for (int r = 0; r < 3; ++r) a.step(deltas[r]);
+  std::vector<float> p(a.params().begin(), a.params().end());
+  OuterOptimizer b({}, theta);
+  b.restore(p, a.momentum_buffer(), a.steps_taken());
+  for (int r = 3; r < 6; ++r) a.step(deltas[r]), b.step(deltas[r]);
+  for (int i = 0; i < n; ++i) ASSERT_EQ(a.params()[i], b.params()[i]) << i;
+  EXPECT_EQ(b.steps_taken(), 6);
+}
+
+}  // namespace
+}  // namespace longhaul::outer
