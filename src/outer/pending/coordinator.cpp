@@ -157,6 +157,7 @@ void Coordinator::Impl::init_state() {
   run_id = cfg.run_id.empty() ? new_run_id() : cfg.run_id;
 
   fs::path ck = coordinator_checkpoint_path(run_dir);
+  bool fresh = false;
   if (auto st = load_coordinator_checkpoint(ck)) {
     const json& m = st->meta;
     if (m.value("manifest_hash", std::string()) != protocol::hex64(manifest_hash))
@@ -191,6 +192,7 @@ void Coordinator::Impl::init_state() {
     LH_LOG(Info, "coordinator") << "new run " << run_id << ": " << theta0.size()
                                 << " parameters, manifest " << protocol::hex64(manifest_hash);
     save_checkpoint();
+    fresh = true;
   }
   if (cfg.eval.batches > 0 && !cfg.data.path.empty()) {
     inner::CorpusSpec spec = cfg.data;
@@ -198,6 +200,13 @@ void Coordinator::Impl::init_state() {
     val_tokens = inner::load_corpus(spec).val;
   }
   metrics_file = std::make_unique<std::ofstream>(run_dir / "metrics.jsonl", std::ios::app);
+  if (fresh) {
+    json init = {{"event", "init"}, {"run_id", run_id}, {"param_hash", protocol::hex64(param_hash(theta_pub))},
+                 {"parameters", theta_pub.size()}};
+    if (!val_tokens.empty()) init["eval_loss"] = last_eval = evaluate();
+    *metrics_file << init.dump() << "\n";
+    metrics_file->flush();
+  }
   policy = cfg.sync;
   watcher = std::make_unique<ConfigWatcher>(config_path, overrides, cfg.effective_toml, cfg.sync);
 }
@@ -208,7 +217,7 @@ void Coordinator::Impl::start_server() {
   o.port = static_cast<uint16_t>(cfg.port);
   o.tls = cfg.tls;
   o.allowed_peers = cfg.allowed_sites;
-  o.limits.max_message_bytes = static_cast<uint64_t>(cfg.max_message_mb) << 20;
+  o.max_message_bytes = static_cast<uint64_t>(cfg.max_message_mb) << 20;
   server = std::make_unique<transport::ChannelServer>(o);
   server->on_open([this](std::shared_ptr<Connection> c) { push({Event::kOpen, c, {}, {}}); });
   server->on_message([this](std::shared_ptr<Connection> c, Message m) {
@@ -459,13 +468,17 @@ void Coordinator::Impl::close_round() {
   // Publish: u = θ_master − θ_pub, quantised for download; every replica (this one included)
   // adds exactly the decoded u, so all stay bitwise identical. What quantisation loses stays
   // in θ_master − θ_pub and is sent in a later round (error feedback on the download side).
-  auto master = outer->params();
-  for (size_t i = 0; i < n; ++i) buf[i] = master[i] - theta_pub[i];
-  transport::CodecOptions o;
-  o.encoding = transport::parse_encoding(policy.download_encoding);
-  std::vector<std::byte> payload = transport::encode(buf, manifest, o);
-  transport::decode(payload, buf, manifest_hash);
-  for (size_t i = 0; i < n; ++i) theta_pub[i] += buf[i];
+  // Nothing accepted: no step and no update (empty payload), θ stays bitwise unchanged.
+  std::vector<std::byte> payload;
+  if (applied) {
+    auto master = outer->params();
+    for (size_t i = 0; i < n; ++i) buf[i] = master[i] - theta_pub[i];
+    transport::CodecOptions o;
+    o.encoding = transport::parse_encoding(policy.download_encoding);
+    payload = transport::encode(buf, manifest, o);
+    transport::decode(payload, buf, manifest_hash);
+    for (size_t i = 0; i < n; ++i) theta_pub[i] += buf[i];
+  }
   const uint64_t h = param_hash(theta_pub);
   round.close();
   next_round = r + 1;
@@ -502,6 +515,7 @@ void Coordinator::Impl::close_round() {
   json line = {{"event", "round"},
                {"round", r},
                {"sites", contributors},
+               {"participants", k},
                {"applied", applied},
                {"inner_steps", policy.inner_steps},
                {"bytes_up", round_bytes_up},

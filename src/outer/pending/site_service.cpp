@@ -224,9 +224,11 @@ void SiteService::Impl::on_round_result(const Message& m) {
   if (r != round) return resync("round_result for round " + std::to_string(r) + " but θ is at round " +
                                 std::to_string(round));
   bytes_down += m.payload.size();
-  std::vector<float> u(theta.size());
-  transport::decode(m.payload, u, manifest_hash);
-  for (size_t i = 0; i < theta.size(); ++i) theta[i] += u[i];
+  if (!m.payload.empty()) {  // empty: the round applied nothing, θ is unchanged
+    std::vector<float> u(theta.size());
+    transport::decode(m.payload, u, manifest_hash);
+    for (size_t i = 0; i < theta.size(); ++i) theta[i] += u[i];
+  }
   uint64_t want = protocol::parse_hex64(protocol::field<std::string>(m.header, t, "param_hash"), t,
                                         "param_hash");
   uint64_t got = param_hash(theta);

@@ -1,0 +1,85 @@
+// Test helpers for real multi-process runs on loopback: a temp run tree with a CA and
+// certificates, a small synthetic corpus, coordinator/site configs for a tiny model, and the
+// real `longhaul` binary (LONGHAUL_BINARY) started as child processes.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace longhaul::testing {
+
+namespace fs = std::filesystem;
+
+// A child process running `longhaul <args>` with stdout+stderr into `log`.
+class Process {
+ public:
+  Process() = default;
+  Process(std::vector<std::string> args, fs::path log);
+  ~Process();  // SIGKILLs a still-running child
+  Process(Process&&) noexcept;
+  Process& operator=(Process&&) noexcept;
+
+  bool running();
+  void signal(int sig);
+  // Waits for exit; returns the exit status (128 + signal if killed) or -1 on timeout.
+  int wait(std::chrono::seconds timeout);
+  pid_t pid() const { return pid_; }
+  const fs::path& log() const { return log_; }
+
+ private:
+  pid_t pid_ = -1;
+  int status_ = -1;
+  fs::path log_;
+};
+
+struct ClusterOptions {
+  int rounds = 4;
+  int inner_steps = 4;
+  int min_sites = 2;
+  double deadline_s = 60;
+  std::string upload_encoding = "int8";
+  std::string download_encoding = "fp32";
+  int start_sites = 3;
+  std::vector<std::string> sites = {"site-a", "site-b", "site-c"};
+};
+
+// A run tree under a fresh temp directory: certs/, corpus/, configs, run dirs.
+class Cluster {
+ public:
+  explicit Cluster(const std::string& name, ClusterOptions o = {});
+  ~Cluster();
+
+  const fs::path& root() const { return root_; }
+  fs::path coordinator_config() const { return root_ / "coordinator.toml"; }
+  fs::path coordinator_dir() const { return root_ / "coordinator"; }
+  fs::path site_dir(const std::string& s) const { return root_ / s; }
+
+  // Starts the coordinator (port 0 unless `port` given) and waits for its port file.
+  Process start_coordinator(int port = 0, const std::string& log_suffix = "");
+  int port() const { return port_; }
+  Process start_site(const std::string& site, const std::string& log_suffix = "");
+
+  // Lines of a metrics.jsonl with "event" == event.
+  static std::vector<nlohmann::json> read_events(const fs::path& jsonl, const std::string& event);
+  std::vector<nlohmann::json> coordinator_rounds() const;
+  std::vector<nlohmann::json> site_rounds(const std::string& s) const;
+  // Waits until the coordinator has logged `n` round lines; false on timeout.
+  bool wait_for_rounds(size_t n, std::chrono::seconds timeout) const;
+  static std::string tail(const fs::path& log, size_t bytes = 4000);
+
+  const ClusterOptions& options() const { return opts_; }
+
+ private:
+  fs::path root_;
+  ClusterOptions opts_;
+  int port_ = 0;
+};
+
+}  // namespace longhaul::testing

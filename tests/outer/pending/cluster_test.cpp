@@ -1,0 +1,196 @@
+// End to end on loopback: a real coordinator and real site processes (the `longhaul` binary),
+// mutual TLS with certificates from a fresh CA, a tiny GPT, a small synthetic corpus.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include <torch/torch.h>
+
+#include "inner/flat_params.h"
+#include "inner/gpt.h"
+#include "outer/cluster_util.h"
+#include "outer/coordinator_checkpoint.h"
+#include "transport/codec.h"
+
+namespace longhaul::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Every site's θ hash after round r equals the coordinator's published hash for round r.
+void expect_hashes_agree(const Cluster& c, const std::vector<std::string>& sites, bool every_round) {
+  std::map<int64_t, std::string> coord;
+  for (const auto& r : c.coordinator_rounds()) coord[r["round"]] = r["param_hash"];
+  for (const auto& s : sites) {
+    auto rounds = c.site_rounds(s);
+    if (every_round) EXPECT_EQ(rounds.size(), coord.size()) << s;
+    for (const auto& r : rounds) {
+      int64_t k = r["round"];
+      ASSERT_TRUE(coord.count(k)) << s << " round " << k;
+      EXPECT_EQ(r["param_hash"], coord[k]) << s << " round " << k;
+      EXPECT_EQ(r["hash_mismatches"], 0) << s;
+    }
+  }
+}
+
+size_t codec_bytes(const std::string& encoding) {
+  torch::manual_seed(0);
+  inner::GptConfig g;
+  g.n_layer = 1, g.n_head = 2, g.n_embd = 32, g.block_size = 32, g.vocab_size = 256;
+  inner::Gpt model(g);
+  auto m = inner::param_manifest(*model);
+  std::vector<float> zeros(m.total_elements(), 0.5f);
+  transport::CodecOptions o;
+  o.encoding = transport::parse_encoding(encoding);
+  return transport::encode(zeros, m, o).size();
+}
+
+TEST(Cluster, ThreeSitesOverTlsAgreeEveryRoundAndLossFalls) {
+  ClusterOptions o;
+  o.rounds = 5;
+  o.inner_steps = 6;
+  Cluster c("e2e", o);
+  Process coord = c.start_coordinator();
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  std::vector<Process> sites;
+  for (const auto& s : o.sites) sites.push_back(c.start_site(s));
+  ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
+  for (size_t i = 0; i < sites.size(); ++i)
+    EXPECT_EQ(sites[i].wait(60s), 0) << Cluster::tail(sites[i].log());
+
+  auto rounds = c.coordinator_rounds();
+  ASSERT_EQ(rounds.size(), 5u);
+  expect_hashes_agree(c, o.sites, true);
+  auto init = Cluster::read_events(c.coordinator_dir() / "metrics.jsonl", "init");
+  ASSERT_EQ(init.size(), 1u);
+  double first = init[0]["eval_loss"], last = rounds.back()["eval_loss"];
+  EXPECT_LT(last, first - 0.3) << "eval loss " << first << " -> " << last;
+  // Bytes: every round, 3 int8 uploads of exactly the codec's size; downloads fp32.
+  const size_t up = codec_bytes("int8"), down = codec_bytes("fp32");
+  for (const auto& r : rounds) {
+    EXPECT_EQ(r["sites"].size(), 3u);
+    EXPECT_EQ(r["bytes_up"].get<uint64_t>(), 3 * up) << r.dump();
+    EXPECT_EQ(r["bytes_down"].get<uint64_t>(), 3 * down) << r.dump();
+  }
+  std::printf("eval loss %.3f -> %.3f over %zu rounds; %zu B per int8 upload\n", first, last,
+              rounds.size(), up);
+}
+
+TEST(Cluster, SiteKilledMidRoundRoundClosesAtDeadlineAndSiteRejoins) {
+  ClusterOptions o;
+  o.rounds = 5;
+  o.inner_steps = 20;
+  o.deadline_s = 6;
+  Cluster c("kill_site", o);
+  Process coord = c.start_coordinator();
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  std::map<std::string, Process> sites;
+  for (const auto& s : o.sites) sites[s] = c.start_site(s);
+  ASSERT_TRUE(c.wait_for_rounds(1, 120s)) << Cluster::tail(coord.log());
+  // Kill site-c while it trains (its log's last round line says "training").
+  auto until_training = std::chrono::steady_clock::now() + 60s;
+  while (std::chrono::steady_clock::now() < until_training) {
+    std::string t = Cluster::tail(sites["site-c"].log(), 100000);
+    auto tr = t.rfind("steps\n"), up = t.rfind("uploading");
+    if (tr != std::string::npos && t.rfind("training", tr) != std::string::npos &&
+        (up == std::string::npos || up < tr))
+      break;
+    std::this_thread::sleep_for(5ms);
+  }
+  sites["site-c"].signal(SIGKILL);
+  EXPECT_EQ(sites["site-c"].wait(10s), 128 + SIGKILL);
+  // A later round closes without site-c, and only at its deadline (2 of 3 >= min_sites).
+  nlohmann::json without_c;
+  auto until = std::chrono::steady_clock::now() + 90s;
+  while (without_c.is_null() && std::chrono::steady_clock::now() < until) {
+    for (const auto& r : c.coordinator_rounds())
+      if (r["sites"].size() == 2u && r["participants"] == 3) without_c = r;
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_FALSE(without_c.is_null()) << Cluster::tail(coord.log());
+  EXPECT_GE(without_c["duration_s"].get<double>(), o.deadline_s - 0.5) << without_c.dump();
+  sites["site-c"] = c.start_site("site-c", "-restart");
+  ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
+  for (auto& [s, p] : sites) EXPECT_EQ(p.wait(60s), 0) << s << Cluster::tail(p.log());
+  auto rounds = c.coordinator_rounds();
+  ASSERT_EQ(rounds.size(), 5u);
+  EXPECT_EQ(rounds.back()["sites"].size(), 3u) << "site-c did not rejoin: " << rounds.back().dump();
+  expect_hashes_agree(c, o.sites, false);
+  std::ifstream log(c.root() / "site-c-restart.log");
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("resumed from"), std::string::npos) << text;
+}
+
+TEST(Cluster, CoordinatorKilledAndRestartedResumesWithoutReapplyingARound) {
+  ClusterOptions o;
+  o.rounds = 5;
+  o.inner_steps = 6;
+  Cluster c("kill_coord", o);
+  Process coord = c.start_coordinator();
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  const int port = c.port();
+  std::vector<Process> sites;
+  for (const auto& s : o.sites) sites.push_back(c.start_site(s));
+  ASSERT_TRUE(c.wait_for_rounds(2, 120s)) << Cluster::tail(coord.log());
+  coord.signal(SIGKILL);
+  EXPECT_EQ(coord.wait(10s), 128 + SIGKILL);
+  std::this_thread::sleep_for(1s);
+  coord = c.start_coordinator(port, "-restart");
+  ASSERT_EQ(c.port(), port) << Cluster::tail(coord.log());
+  ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
+  for (auto& p : sites) EXPECT_EQ(p.wait(60s), 0) << Cluster::tail(p.log());
+  auto st = outer::load_coordinator_checkpoint(outer::coordinator_checkpoint_path(c.coordinator_dir()));
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->meta["next_round"], 5);
+  EXPECT_EQ(st->meta["outer_steps"], 5) << "an outer step was applied twice or lost";
+  std::set<int64_t> seen;
+  for (const auto& r : c.coordinator_rounds()) {
+    int64_t k = r["round"];
+    EXPECT_TRUE(seen.insert(k).second) << "round " << k << " closed twice";
+  }
+  EXPECT_EQ(seen.size(), 5u);
+  expect_hashes_agree(c, o.sites, false);
+}
+
+TEST(Cluster, InnerStepsEditedMidRunTakesEffectNextRound) {
+  ClusterOptions o;
+  o.rounds = 5;
+  o.inner_steps = 3;
+  Cluster c("live_h", o);
+  Process coord = c.start_coordinator();
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  std::vector<Process> sites;
+  for (const auto& s : o.sites) sites.push_back(c.start_site(s));
+  ASSERT_TRUE(c.wait_for_rounds(1, 120s)) << Cluster::tail(coord.log());
+  {
+    std::ifstream in(c.coordinator_config());
+    std::string t((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto at = t.find("inner_steps = 3");
+    ASSERT_NE(at, std::string::npos);
+    t.replace(at, 15, "inner_steps = 7");
+    std::ofstream out(c.coordinator_config());
+    out << t;
+  }
+  const size_t edited_after = c.coordinator_rounds().size();
+  ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
+  for (auto& p : sites) EXPECT_EQ(p.wait(60s), 0) << Cluster::tail(p.log());
+  auto rounds = c.coordinator_rounds();
+  ASSERT_EQ(rounds.size(), 5u);
+  EXPECT_EQ(rounds[0]["inner_steps"], 3);
+  // The round open while the file changed keeps H=3; every later round runs H=7.
+  for (size_t i = edited_after + 1; i < rounds.size(); ++i)
+    EXPECT_EQ(rounds[i]["inner_steps"], 7) << rounds[i].dump();
+  EXPECT_EQ(rounds.back()["inner_steps"], 7);
+  auto a = c.site_rounds("site-a");
+  EXPECT_EQ(a.back()["tokens"].get<int64_t>(), 7 * 4 * 32) << a.back().dump();
+  std::ifstream log(coord.log());
+  std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("inner_steps 3 -> 7"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace longhaul::testing
