@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <fstream>
 #include <thread>
 
@@ -16,6 +18,7 @@
 #include "outer/param_hash.h"
 #include "outer/protocol.h"
 #include "transport/channel_client.h"
+#include "transport/channel_server.h"
 #include "transport/codec.h"
 
 namespace longhaul::outer {
@@ -93,6 +96,9 @@ void SiteService::Impl::connect_and_join() {
       o.url = cfg.coordinator_url;
       o.tls = cfg.tls;
       o.server_name = cfg.server_name;
+      // One attempt per call: the backoff lives here so that Ctrl-C stays responsive.
+      o.connect_timeout = std::chrono::seconds(static_cast<int64_t>(std::ceil(cfg.connect_timeout_s)));
+      o.retry_deadline = o.connect_timeout;
       client = std::make_unique<transport::ChannelClient>(o);
       client->connect();
       Message hello{protocol::kHello,
@@ -212,7 +218,7 @@ void SiteService::Impl::on_round_start(const Message& m) {
   up.header["fragment"] = 0;
   pending_upload = up;
   LH_LOG(Info, "site") << cfg.id << ": round " << r << ": uploading " << up.payload.size()
-                       << " bytes (" << o.encoding << "), train loss " << last_train_loss;
+                       << " bytes (" << transport::encoding_name(o.encoding) << "), train loss " << last_train_loss;
   send(std::move(up));
   save_state();
 }
@@ -270,6 +276,7 @@ void SiteService::Impl::handle(const Message& m) {
     if (pending_upload && pending_upload->header.value("round", int64_t{-1}) == r) pending_upload.reset();
     return;
   }
+  if (m.type == transport::kAckType) return;  // the channel's exactly-once ack of our upload
   if (m.type == protocol::kRunComplete) {
     LH_LOG(Info, "site") << cfg.id << ": run complete after "
                          << m.header.value("rounds", int64_t{0}) << " rounds";

@@ -322,10 +322,9 @@ void Coordinator::Impl::on_hello(const std::shared_ptr<Connection>& c, const Mes
     LH_LOG(Warn, "coordinator") << "refusing " << c->peer_id() << ": " << why;
     Message r{protocol::kRefuse, {{"reason", why}}, {}};
     try {
-      c->send(std::move(r));
-    } catch (...) {
+      c->send(std::move(r));  // the site exits on it; a peer that lingers hits the idle timeout
+    } catch (const std::exception&) {
     }
-    c->close(why);
   };
   std::string site = protocol::field<std::string>(m.header, t, "site");
   int version = protocol::field<int>(m.header, t, "protocol");

@@ -15,6 +15,7 @@
 #include "outer/cluster_util.h"
 #include "outer/coordinator_checkpoint.h"
 #include "transport/codec.h"
+#include "transport/https_get.h"
 
 namespace longhaul::testing {
 namespace {
@@ -103,6 +104,23 @@ TEST(Cluster, SiteKilledMidRoundRoundClosesAtDeadlineAndSiteRejoins) {
   }
   sites["site-c"].signal(SIGKILL);
   EXPECT_EQ(sites["site-c"].wait(10s), 128 + SIGKILL);
+  {  // HTTPS on the same port while the round waits for its deadline.
+    const std::string base = "https://127.0.0.1:" + std::to_string(c.port());
+    transport::TlsFiles tls{c.root() / "certs/ca.crt", c.root() / "certs/site-a.crt",
+                            c.root() / "certs/site-a.key"};
+    auto h = transport::https_get(base + "/healthz", tls, 10000ms);
+    EXPECT_EQ(h.status, 200);
+    auto st = transport::https_get(base + "/v1/status", tls, 10000ms);
+    ASSERT_EQ(st.status, 200) << st.body;
+    auto j = nlohmann::json::parse(st.body);
+    EXPECT_EQ(j["inner_steps"], o.inner_steps);
+    EXPECT_GE(j["round"].get<int64_t>(), 1);
+    EXPECT_EQ(j["param_hash"].get<std::string>().size(), 16u);
+    EXPECT_TRUE(j["sites"].contains("site-c")) << st.body;
+    auto mt = transport::https_get(base + "/metrics", tls, 10000ms);
+    EXPECT_NE(mt.body.find("longhaul_rounds_total "), std::string::npos) << mt.body;
+    EXPECT_NE(mt.body.find("longhaul_bytes_received_total{site=\"site-a\"}"), std::string::npos);
+  }
   // A later round closes without site-c, and only at its deadline (2 of 3 >= min_sites).
   nlohmann::json without_c;
   auto until = std::chrono::steady_clock::now() + 90s;
