@@ -175,7 +175,8 @@ void Coordinator::Impl::init_state() {
     agg->set_previous_norms(m.value("norms", std::vector<double>{}));
     rejected_total = m.value("rejected_total", int64_t{0});
     hash_resyncs = m.value("hash_resyncs", int64_t{0});
-    for (auto& [id, s] : m.value("sites", json::object()).items()) {
+    const json registry = m.value("sites", json::object());
+    for (auto& [id, s] : registry.items()) {
       SiteEntry e;
       e.bytes_up = s.value("bytes_up", uint64_t{0});
       e.bytes_down = s.value("bytes_down", uint64_t{0});
@@ -632,7 +633,14 @@ Coordinator::Coordinator(CoordinatorConfig cfg, fs::path config_path,
 }
 
 Coordinator::~Coordinator() {
+  // Connections must not outlive the server's I/O context: drop every reference first.
+  for (auto& [id, e] : impl_->sites) e.conn.reset();
+  {
+    std::lock_guard<std::mutex> l(impl_->mu);
+    impl_->events.clear();
+  }
   if (impl_->server) impl_->server->stop();
+  impl_->server.reset();
 }
 
 void Coordinator::request_stop() { g_stop.store(true); }
@@ -658,7 +666,7 @@ int Coordinator::run() {
       batch.swap(s.events);
     }
     for (auto& e : batch) s.handle(e);
-    if (Clock::now() - last_poll > std::chrono::milliseconds(500)) {
+    if (Clock::now() - last_poll > std::chrono::milliseconds(200)) {
       s.watcher->poll();
       last_poll = Clock::now();
     }
