@@ -205,9 +205,10 @@ void ChannelClient::send_reliable(Message m, std::chrono::milliseconds timeout) 
     cv_.wait_until(lock, deadline, [&] { return acked_.count(key) > 0 || !c->is_open() || closed_; });
     if (acked_.count(key)) return;
     if (closed_) throw ChannelError("channel client closed during send_reliable '" + key + "'");
-    if (!c->is_open())
+    if (!c->is_open()) {
       LH_LOG(Warn, "channel") << "connection to " << options_.url << " lost before the ack of '" << key
                               << "'; reconnecting and resending (attempt " << attempt + 1 << ")";
+    }
   }
 }
 

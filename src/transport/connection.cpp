@@ -91,9 +91,10 @@ void Connection::finish(const std::string& reason) {
     queued_bytes_ -= o.wire_bytes;
     --queued_messages_;
   }
-  if (!queue_.empty())
+  if (!queue_.empty()) {
     LH_LOG(Warn, "channel") << "peer '" << peer_id_ << "' (" << peer_address_ << "): dropped " << queue_.size()
                             << " unsent message(s) on close";
+  }
   queue_.clear();
   LH_LOG(Info, "channel") << "connection to '" << peer_id_ << "' (" << peer_address_ << ") closed: " << reason;
   if (on_close_) on_close_(shared_from_this(), reason);
@@ -144,8 +145,9 @@ net::awaitable<void> Connection::read_loop() {
     } else {
       reason = "read failed: " + ec.message();
     }
-    if (ec != websocket::error::closed && ec != net::error::operation_aborted)
+    if (ec != websocket::error::closed && ec != net::error::operation_aborted) {
       LH_LOG(Warn, "channel") << "peer '" << peer_id_ << "' (" << peer_address_ << "): " << reason;
+    }
   }
   if (closing_ && !close_reason_.empty() && reason.rfind("closed by peer", 0) == 0) reason = close_reason_;
   beast::error_code ignored;
@@ -207,7 +209,9 @@ net::awaitable<void> Connection::write_loop() {
   } catch (const boost::system::system_error& e) {
     if (!finished_) {
       const std::string reason = closing_ ? close_reason_ : "write failed: " + e.code().message();
-      if (!closing_) LH_LOG(Warn, "channel") << "peer '" << peer_id_ << "' (" << peer_address_ << "): " << reason;
+      if (!closing_) {
+        LH_LOG(Warn, "channel") << "peer '" << peer_id_ << "' (" << peer_address_ << "): " << reason;
+      }
       beast::error_code ignored;
       beast::get_lowest_layer(ws_).socket().close(ignored);
       finish(reason);

@@ -21,7 +21,8 @@ T get_le(const std::byte* p) {
 }  // namespace
 
 FrameWriter::FrameWriter(const Message& m) {
-  nlohmann::json h = {{"type", m.type}, {"payload_bytes", m.payload.size()}, {"header", m.header}};
+  nlohmann::json h = {{"type", m.type}, {"payload_bytes", m.payload.size()}, {"header", m.header.is_null() ? nlohmann::json::object() : m.header}};
+  if (!h["header"].is_object()) throw WireError("message '" + m.type + "': header must be a JSON object");
   const std::string json = h.dump();
   if (json.size() > kMaxHeaderBytes)
     throw WireError("message header is " + std::to_string(json.size()) + " bytes, over the cap of " +

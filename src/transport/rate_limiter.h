@@ -20,6 +20,7 @@ class RateLimiter {
   Clock::time_point reserve(std::size_t n);
 
  private:
+  static constexpr std::chrono::milliseconds kCatchUp{100};  // max lag made up by sending sooner
   uint64_t rate_;
   Clock::time_point next_{};
 };

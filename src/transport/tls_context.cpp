@@ -23,6 +23,8 @@ void common_setup(ssl::context& ctx, const TlsFiles& tls, bool need_own_cert) {
   SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION);
   SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION);
   ctx.set_options(ssl::context::no_compression);
+  // AES-128-GCM first (the fastest AEAD with AES-NI; the benchmark's ceiling), then the others.
+  SSL_CTX_set_ciphersuites(c, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256");
   require_file(tls.ca_cert, "CA certificate");
   ctx.load_verify_file(tls.ca_cert.string());
   if (need_own_cert || !tls.cert.empty()) {
