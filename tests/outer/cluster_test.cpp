@@ -83,7 +83,7 @@ TEST(Cluster, ThreeSitesOverTlsAgreeEveryRoundAndLossFalls) {
 
 TEST(Cluster, SiteKilledMidRoundRoundClosesAtDeadlineAndSiteRejoins) {
   ClusterOptions o;
-  o.rounds = 5;
+  o.rounds = 30;  // long enough for the restarted site to load and rejoin
   o.inner_steps = 20;
   o.deadline_s = 6;
   Cluster c("kill_site", o);
@@ -135,8 +135,11 @@ TEST(Cluster, SiteKilledMidRoundRoundClosesAtDeadlineAndSiteRejoins) {
   ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
   for (auto& [s, p] : sites) EXPECT_EQ(p.wait(60s), 0) << s << Cluster::tail(p.log());
   auto rounds = c.coordinator_rounds();
-  ASSERT_EQ(rounds.size(), 5u);
+  ASSERT_EQ(rounds.size(), 30u);
   EXPECT_EQ(rounds.back()["sites"].size(), 3u) << "site-c did not rejoin: " << rounds.back().dump();
+  auto c_rounds = c.site_rounds("site-c");
+  ASSERT_FALSE(c_rounds.empty());
+  EXPECT_EQ(c_rounds.back()["round"], 29) << "the restarted site-c did not finish the run";
   expect_hashes_agree(c, o.sites, false);
   std::ifstream log(c.root() / "site-c-restart.log");
   std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
