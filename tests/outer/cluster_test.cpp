@@ -219,5 +219,29 @@ TEST(Cluster, InnerStepsEditedMidRunTakesEffectNextRound) {
   EXPECT_NE(log.find("inner_steps 3 -> 7"), std::string::npos);
 }
 
+TEST(Cluster, SigtermStopsSitesAndCoordinatorCleanly) {
+  ClusterOptions o;
+  o.rounds = 1000;
+  o.inner_steps = 10;
+  Cluster c("sigterm", o);
+  Process coord = c.start_coordinator();
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  std::vector<Process> sites;
+  for (const auto& s : o.sites) sites.push_back(c.start_site(s));
+  ASSERT_TRUE(c.wait_for_rounds(2, 120s)) << Cluster::tail(coord.log());
+  sites[1].signal(SIGTERM);  // mid-run, most likely mid-round
+  EXPECT_EQ(sites[1].wait(30s), 0) << Cluster::tail(sites[1].log());
+  coord.signal(SIGTERM);
+  EXPECT_EQ(coord.wait(30s), 0) << Cluster::tail(coord.log());
+  for (size_t i : {0, 2}) {
+    sites[i].signal(SIGINT);  // Ctrl-C, while reconnecting to the stopped coordinator
+    EXPECT_EQ(sites[i].wait(30s), 0) << Cluster::tail(sites[i].log());
+  }
+  // The coordinator's checkpoint says where it stopped; a restart would resume there.
+  auto st = outer::load_coordinator_checkpoint(outer::coordinator_checkpoint_path(c.coordinator_dir()));
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->meta["next_round"].get<int64_t>(), static_cast<int64_t>(c.coordinator_rounds().size()));
+}
+
 }  // namespace
 }  // namespace longhaul::testing
