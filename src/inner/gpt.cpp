@@ -76,11 +76,10 @@ GptImpl::GptImpl(const GptConfig& cfg) : cfg_(cfg) {
     const std::string& name = item.key();
     torch::Tensor& p = item.value();
     const bool is_ln = name.find(".ln_") != std::string::npos;
-    const bool is_weight = name.size() >= 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
     if (is_ln) continue;
-    if (!is_weight) {
+    if (!name.ends_with(".weight")) {
       p.zero_();  // Linear biases
-    } else if (name.size() >= 14 && name.compare(name.size() - 14, 14, "c_proj.weight") == 0) {
+    } else if (name.ends_with(".c_proj.weight")) {
       p.normal_(0.0, proj_std);
     } else {
       p.normal_(0.0, 0.02);  // wte (= lm_head), wpe, c_attn, c_fc
