@@ -49,10 +49,14 @@ TEST_F(GptModel, ConfigValidationNamesTheField) {
     mutate(c);
     return error_of([&] { c.validate(); });
   };
-  EXPECT_NE(with([](GptConfig& c) { c.n_embd = 30; c.n_head = 4; }).find("n_embd = 30 is not divisible by n_head = 4"),
+  EXPECT_NE(with([](GptConfig& c) {
+              c.n_embd = 30;
+              c.n_head = 4;
+            }).find("n_embd = 30 is not divisible by n_head = 4"),
             std::string::npos);
   EXPECT_NE(with([](GptConfig& c) { c.n_layer = 0; }).find("n_layer = 0"), std::string::npos);
-  EXPECT_NE(with([](GptConfig& c) { c.vocab_size = -3; }).find("vocab_size = -3"), std::string::npos);
+  EXPECT_NE(with([](GptConfig& c) { c.vocab_size = -3; }).find("vocab_size = -3"),
+            std::string::npos);
   EXPECT_NE(with([](GptConfig& c) { c.dropout = 1.0; }).find("dropout = 1"), std::string::npos);
   EXPECT_EQ(with([](GptConfig&) {}), "<no exception>");
   EXPECT_THROW(Gpt(GptConfig{.n_embd = 30}), ConfigError);  // n_head 4 does not divide 30
@@ -64,10 +68,18 @@ TEST_F(GptModel, ConfigJsonRoundTripAndErrors) {
   c.bias = false;
   EXPECT_EQ(GptConfig::from_json(c.to_json()), c);
   EXPECT_EQ(GptConfig::from_json(nlohmann::json::object()), GptConfig{});
-  EXPECT_NE(error_of([] { GptConfig::from_json({{"n_layers", 2}}); }).find("unknown key 'n_layers'"), std::string::npos);
-  EXPECT_NE(error_of([] { GptConfig::from_json({{"n_head", "4"}}); }).find("n_head = \"4\", expected an integer"),
+  EXPECT_NE(error_of([] {
+              GptConfig::from_json({{"n_layers", 2}});
+            }).find("unknown key 'n_layers'"),
             std::string::npos);
-  EXPECT_NE(error_of([] { GptConfig::from_json({{"n_head", 3}}); }).find("not divisible"), std::string::npos);
+  EXPECT_NE(error_of([] {
+              GptConfig::from_json({{"n_head", "4"}});
+            }).find("n_head = \"4\", expected an integer"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              GptConfig::from_json({{"n_head", 3}});
+            }).find("not divisible"),
+            std::string::npos);
   EXPECT_THROW(GptConfig::from_json(nlohmann::json::array()), ConfigError);
 }
 
@@ -76,9 +88,10 @@ TEST_F(GptModel, ParameterNamesAndShapesAreNanoGpts) {
   std::vector<std::string> expected = {"transformer.wte.weight", "transformer.wpe.weight"};
   for (int i = 0; i < 2; ++i) {
     const std::string b = "transformer.h." + std::to_string(i) + ".";
-    for (const char* s : {"ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight",
-                          "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias",
-                          "mlp.c_proj.weight", "mlp.c_proj.bias"})
+    for (const char* s :
+         {"ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+          "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight",
+          "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"})
       expected.push_back(b + s);
   }
   expected.push_back("transformer.ln_f.weight");
@@ -98,7 +111,8 @@ TEST_F(GptModel, ParameterNamesAndShapesAreNanoGpts) {
   GptConfig nb = tiny();
   nb.bias = false;
   Gpt no_bias(nb);
-  for (const auto& item : no_bias->named_parameters()) EXPECT_EQ(item.key().find("bias"), std::string::npos) << item.key();
+  for (const auto& item : no_bias->named_parameters())
+    EXPECT_EQ(item.key().find("bias"), std::string::npos) << item.key();
 }
 
 TEST_F(GptModel, ForwardShapesAndInitialLoss) {
@@ -166,7 +180,8 @@ TEST_F(GptModel, AttentionIsCausal) {
   using torch::indexing::Slice;
   EXPECT_TRUE(torch::equal(la.index({Slice(), Slice(0, 7)}), lb.index({Slice(), Slice(0, 7)})));
   for (int t = 7; t < 12; ++t)
-    EXPECT_GT((la.index({0, t}) - lb.index({0, t})).abs().max().item<float>(), 1e-6f) << "position " << t;
+    EXPECT_GT((la.index({0, t}) - lb.index({0, t})).abs().max().item<float>(), 1e-6f)
+        << "position " << t;
 }
 
 TEST_F(GptModel, DropoutOnlyInTrainingMode) {
@@ -237,14 +252,17 @@ TEST_F(GptModel, FlatParamsFollowManifestAndRoundTrip) {
 TEST_F(GptModel, DeviceParsing) {
   EXPECT_EQ(parse_device("cpu"), torch::Device(torch::kCPU));
   for (const char* bad : {"", "gpu", "CPU", "cuda:", "cuda:x", "cuda:-1", "cuda:0x", "cuda 0"})
-    EXPECT_NE(error_of([&] { parse_device(bad); }).find("expected \"cpu\", \"cuda\" or \"cuda:N\""), std::string::npos)
+    EXPECT_NE(error_of([&] { parse_device(bad); }).find("expected \"cpu\", \"cuda\" or \"cuda:N\""),
+              std::string::npos)
         << bad;
   if (!cuda_available()) {
-    EXPECT_NE(error_of([] { parse_device("cuda"); }).find("CUDA is not available"), std::string::npos);
+    EXPECT_NE(error_of([] { parse_device("cuda"); }).find("CUDA is not available"),
+              std::string::npos);
     EXPECT_THROW(parse_device("cuda:1"), UserError);
   } else {
     EXPECT_EQ(parse_device("cuda"), torch::Device(torch::kCUDA, 0));
-    EXPECT_NE(error_of([] { parse_device("cuda:99"); }).find("CUDA device(s) visible"), std::string::npos);
+    EXPECT_NE(error_of([] { parse_device("cuda:99"); }).find("CUDA device(s) visible"),
+              std::string::npos);
   }
   AutocastGuard cpu_guard(torch::Device(torch::kCPU), true);
   EXPECT_FALSE(cpu_guard.active());

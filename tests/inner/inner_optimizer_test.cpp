@@ -1,12 +1,13 @@
 // Inner optimizer: nanoGPT's lr schedule (hand-computed values), config validation, the two
 // AdamW parameter groups, set_lr, gradient clipping. The numerics against torch.optim.AdamW are
 // in gpt_parity_test.cpp.
+#include "inner/inner_optimizer.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "common/error.h"
-#include "inner/inner_optimizer.h"
 #include "inner/lr_schedule.h"
 
 using namespace longhaul;
@@ -33,7 +34,7 @@ TEST(InnerOptimizer, LrScheduleIsNanoGpts) {
   EXPECT_DOUBLE_EQ(lr_at(0, c), 1.0 / 11.0);  // (step + 1) / (warmup + 1)
   EXPECT_DOUBLE_EQ(lr_at(4, c), 5.0 / 11.0);
   EXPECT_DOUBLE_EQ(lr_at(9, c), 10.0 / 11.0);
-  EXPECT_DOUBLE_EQ(lr_at(10, c), 1.0);                                        // cosine starts at lr
+  EXPECT_DOUBLE_EQ(lr_at(10, c), 1.0);  // cosine starts at lr
   EXPECT_DOUBLE_EQ(lr_at(35, c), 0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI / 4)));  // quarter way
   EXPECT_NEAR(lr_at(60, c), 0.55, 1e-15);                                      // half way
   EXPECT_NEAR(lr_at(110, c), 0.1, 1e-15);                                      // reaches min_lr
@@ -58,14 +59,20 @@ TEST(InnerOptimizer, ConfigValidationNamesTheField) {
   };
   EXPECT_EQ(msg([](InnerOptimConfig&) {}), "<ok>");
   EXPECT_NE(msg([](InnerOptimConfig& c) { c.lr = 0; }).find("lr = 0"), std::string::npos);
-  EXPECT_NE(msg([](InnerOptimConfig& c) { c.min_lr = 1; }).find("min_lr = 1, expected a number in [0, lr]"),
+  EXPECT_NE(msg([](InnerOptimConfig& c) {
+              c.min_lr = 1;
+            }).find("min_lr = 1, expected a number in [0, lr]"),
             std::string::npos);
   EXPECT_NE(msg([](InnerOptimConfig& c) { c.beta2 = 1; }).find("beta2 = 1"), std::string::npos);
   EXPECT_NE(msg([](InnerOptimConfig& c) { c.eps = -1; }).find("eps = -1"), std::string::npos);
-  EXPECT_NE(msg([](InnerOptimConfig& c) { c.weight_decay = NAN; }).find("weight_decay"), std::string::npos);
-  EXPECT_NE(msg([](InnerOptimConfig& c) { c.decay_steps = 100; }).find("decay_steps = 100 must be > warmup_steps = 100"),
+  EXPECT_NE(msg([](InnerOptimConfig& c) { c.weight_decay = NAN; }).find("weight_decay"),
             std::string::npos);
-  EXPECT_NE(msg([](InnerOptimConfig& c) { c.grad_clip = -1; }).find("grad_clip = -1"), std::string::npos);
+  EXPECT_NE(msg([](InnerOptimConfig& c) {
+              c.decay_steps = 100;
+            }).find("decay_steps = 100 must be > warmup_steps = 100"),
+            std::string::npos);
+  EXPECT_NE(msg([](InnerOptimConfig& c) { c.grad_clip = -1; }).find("grad_clip = -1"),
+            std::string::npos);
 }
 
 TEST(InnerOptimizer, TwoGroupsDecayOnlyMatrices) {
@@ -77,8 +84,9 @@ TEST(InnerOptimizer, TwoGroupsDecayOnlyMatrices) {
   ASSERT_EQ(opt->param_groups().size(), 2u);
   const auto& decay = opt->param_groups()[0];
   const auto& rest = opt->param_groups()[1];
-  EXPECT_EQ(decay.params().size(), 2u + 4u * 2);  // wte, wpe; c_attn, c_proj, c_fc, c_proj per block
-  EXPECT_EQ(rest.params().size(), 8u * 2 + 2);    // 2 LayerNorms x 2 + 4 biases per block; ln_f x 2
+  EXPECT_EQ(decay.params().size(),
+            2u + 4u * 2);                       // wte, wpe; c_attn, c_proj, c_fc, c_proj per block
+  EXPECT_EQ(rest.params().size(), 8u * 2 + 2);  // 2 LayerNorms x 2 + 4 biases per block; ln_f x 2
   for (const auto& p : decay.params()) EXPECT_GE(p.dim(), 2);
   for (const auto& p : rest.params()) EXPECT_LT(p.dim(), 2);
   auto opts = [](const torch::optim::OptimizerParamGroup& g) {

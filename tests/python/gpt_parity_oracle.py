@@ -7,7 +7,8 @@ input). The reference model is nanoGPT's GPT (tests/python/nanogpt_model.py, MIT
 
   logits: load DIR/model (model.json + model.safetensors, written by export_model) into nanoGPT's
           GPT with load_state_dict(strict=True); compare the logits and the loss of the batch in
-          DIR/batch.safetensors (idx, targets, logits, loss) with the C++ values.
+          DIR/batch.safetensors (idx, targets, logits, loss) with the C++ values; write torch's
+          own logits to DIR/torch_logits.safetensors with safetensors.torch.save_file.
   adamw:  from DIR/init, run the steps of DIR/optim.json with nanoGPT's configure_optimizers
           (torch.optim.AdamW, two groups), train.py's get_lr and clip_grad_norm_ on the batches of
           DIR/batches.safetensors; compare lr, loss and pre-clip grad norm of every step
@@ -19,7 +20,7 @@ import os
 import sys
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from nanogpt_model import GPT, GPTConfig, get_lr  # noqa: E402
@@ -51,6 +52,9 @@ def check_logits(d, tol):
     print(f"config {cfg}; logits {tuple(logits.shape)}: max |torch - longhaul| = {diff:.3e} (tol {tol:g}); "
           f"loss torch {loss.item():.7f} longhaul {batch['loss'].item():.7f} diff {loss_diff:.3e}")
     ok = logits.shape == batch["logits"].shape and diff <= tol and loss_diff <= tol
+    # The other direction: a file from the official safetensors writer, for the C++ reader.
+    save_file({"logits": logits.contiguous(), "loss": loss.reshape(1), "idx": batch["idx"]},
+              os.path.join(d, "torch_logits.safetensors"), metadata={"writer": "safetensors.torch"})
     return ok
 
 
