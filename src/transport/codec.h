@@ -83,6 +83,9 @@ std::string_view decode_error_kind_name(DecodeError::Kind k);
 
 // Encodes x. m.total_elements() must equal x.size() (InvariantError otherwise).
 std::vector<std::byte> encode(std::span<const float> x, const Manifest& m, const CodecOptions& o);
+// Same bytes, written into `out` (resized; its capacity is reused across calls, which saves the
+// page faults of a fresh multi-MiB allocation every round).
+void encode_into(std::span<const float> x, const Manifest& m, const CodecOptions& o, std::vector<std::byte>& out);
 
 // Encodes y = x + residual; on return residual = y - decode(payload): what the decoder will
 // not see, to be added to the next round's x (error feedback). residual.size() == x.size().

@@ -57,8 +57,8 @@ std::vector<std::vector<std::byte>> compress_chunks(const std::byte* raw_base, c
   return out;
 }
 
-std::vector<std::byte> encode_impl(std::span<const float> x, float* residual, const Manifest& m,
-                                   const CodecOptions& o) {
+void encode_impl(std::span<const float> x, float* residual, const Manifest& m, const CodecOptions& o,
+                 std::vector<std::byte>& out) {
   validate(o);
   LH_CHECK_EQ(m.total_elements(), static_cast<uint64_t>(x.size()));
   const uint64_t n = x.size();
@@ -77,7 +77,7 @@ std::vector<std::byte> encode_impl(std::span<const float> x, float* residual, co
   std::vector<uint64_t> raw_off(h.chunks + 1, 0);
   for (uint32_t i = 0; i < h.chunks; ++i)
     raw_off[i + 1] = raw_off[i] + wire::raw_chunk_bytes(h.encoding, wire::chunk_elements_at(h, i), h.block_size);
-  std::vector<std::byte> out(tend + raw_off[h.chunks]);
+  if (out.size() < tend + raw_off[h.chunks]) out.resize(tend + raw_off[h.chunks]);  // reuses capacity
   std::byte* raw_base = out.data() + tend;
 
   // 1. Quantize x (+ residual) chunk by chunk into the raw area.
@@ -132,19 +132,26 @@ std::vector<std::byte> encode_impl(std::span<const float> x, float* residual, co
   out.resize(cursor);
   wire::write_header(out.data(), h);
   wire::seal_header(out.data(), h.chunks);
-  return out;
 }
 
 }  // namespace
 
 std::vector<std::byte> encode(std::span<const float> x, const Manifest& m, const CodecOptions& o) {
-  return encode_impl(x, nullptr, m, o);
+  std::vector<std::byte> out;
+  encode_impl(x, nullptr, m, o, out);
+  return out;
+}
+
+void encode_into(std::span<const float> x, const Manifest& m, const CodecOptions& o, std::vector<std::byte>& out) {
+  encode_impl(x, nullptr, m, o, out);
 }
 
 std::vector<std::byte> encode_with_feedback(std::span<const float> x, std::span<float> residual,
                                             const Manifest& m, const CodecOptions& o) {
   LH_CHECK_EQ(residual.size(), x.size());
-  return encode_impl(x, residual.data(), m, o);
+  std::vector<std::byte> out;
+  encode_impl(x, residual.data(), m, o, out);
+  return out;
 }
 
 }  // namespace longhaul::transport

@@ -193,6 +193,52 @@ LH_AVX2 int64_t decode_half(bool fp16, const std::byte* raw, uint64_t n, float* 
   return kOk;
 }
 
+// fp32: copy, checking finiteness on the way.
+LH_AVX2 int64_t encode_fp32(const float* x, uint64_t n, std::byte* raw) {
+  const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), big = _mm256_set1_epi32(0x7f7fffff);
+  uint64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256i a = _mm256_loadu_si256((const __m256i*)(x + i)), b = _mm256_loadu_si256((const __m256i*)(x + i + 8));
+    __m256i bad = _mm256_or_si256(_mm256_cmpgt_epi32(_mm256_and_si256(a, abs_mask), big),
+                                  _mm256_cmpgt_epi32(_mm256_and_si256(b, abs_mask), big));
+    if (!_mm256_testz_si256(bad, bad)) return static_cast<int64_t>(i) + first_at_least(x + i, 16, kInfBits);
+    _mm256_storeu_si256((__m256i*)(raw + 4 * i), a);
+    _mm256_storeu_si256((__m256i*)(raw + 4 * i + 32), b);
+  }
+  if (i < n) {
+    const int64_t bad = scalar::encode_chunk(Encoding::kFp32, x + i, n - i, 0, raw + 4 * i);
+    if (bad != kOk) return static_cast<int64_t>(i) + bad;
+  }
+  return kOk;
+}
+
+// bf16: round to nearest even on the bit pattern; Inf/NaN input or rounding up to Inf is bad.
+LH_AVX2 int64_t encode_bf16(const float* x, uint64_t n, std::byte* raw) {
+  const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), big = _mm256_set1_epi32(0x7f7fffff),
+                one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff),
+                inf16 = _mm256_set1_epi32(0x7f80), mag16 = _mm256_set1_epi32(0x7fff);
+  uint64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m256i r[2];
+    __m256i bad = _mm256_setzero_si256();
+    for (int k = 0; k < 2; ++k) {
+      __m256i b = _mm256_loadu_si256((const __m256i*)(x + i + 8 * k));
+      bad = _mm256_or_si256(bad, _mm256_cmpgt_epi32(_mm256_and_si256(b, abs_mask), big));
+      __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(b, 16), one);
+      r[k] = _mm256_srli_epi32(_mm256_add_epi32(b, _mm256_add_epi32(bias, lsb)), 16);
+      bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(_mm256_and_si256(r[k], mag16), inf16));
+    }
+    if (!_mm256_testz_si256(bad, bad)) break;  // the scalar tail finds and reports it
+    __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r[0], r[1]), 0xd8);
+    _mm256_storeu_si256((__m256i*)(raw + 2 * i), packed);
+  }
+  if (i < n) {
+    const int64_t bad = scalar::encode_chunk(Encoding::kBf16, x + i, n - i, 0, raw + 2 * i);
+    if (bad != kOk) return static_cast<int64_t>(i) + bad;
+  }
+  return kOk;
+}
+
 }  // namespace
 
 LH_AVX2 int64_t encode_chunk(Encoding e, const float* x, uint64_t n, uint32_t block, std::byte* raw) {
@@ -200,6 +246,8 @@ LH_AVX2 int64_t encode_chunk(Encoding e, const float* x, uint64_t n, uint32_t bl
     case Encoding::kInt8: return encode_quantized(true, x, n, block, raw);
     case Encoding::kInt4: return encode_quantized(false, x, n, block, raw);
     case Encoding::kFp16: return encode_fp16(x, n, raw);
+    case Encoding::kBf16: return encode_bf16(x, n, raw);
+    case Encoding::kFp32: return encode_fp32(x, n, raw);
     default: return scalar::encode_chunk(e, x, n, block, raw);
   }
 }

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 #include "transport/quantize.h"
 #include "transport/quantize_common.h"
@@ -171,7 +174,9 @@ namespace {
 bool cpu_has_avx2() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  unsigned a = 0, b = 0, c = 0, d = 0;  // F16C: CPUID.1:ECX bit 29 (clang's builtin lacks "f16c")
+  const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+  return __builtin_cpu_supports("avx2") && f16c;
 #else
   return false;
 #endif

@@ -221,3 +221,21 @@ TEST(CodecRoundTrip, EncodingNamesAndOptionValidation) {
 
 }  // namespace
 }  // namespace longhaul::transport
+
+namespace longhaul::transport {
+namespace {
+TEST(CodecRoundTrip, EncodeIntoReusesABufferAndGivesTheSameBytes) {
+  using namespace testing;
+  std::vector<std::byte> buf;
+  for (uint64_t n : {70000ull, 10ull, 30000ull}) {  // shrinking then growing
+    auto x = gaussian(n, 30 + n);
+    Manifest m = flat_manifest(n);
+    for (int zstd : {0, 1}) {
+      CodecOptions o{.encoding = Encoding::kInt8, .zstd_level = zstd, .chunk_elements = 8192};
+      encode_into(x, m, o, buf);
+      EXPECT_EQ(buf, encode(x, m, o)) << n;
+    }
+  }
+}
+}  // namespace
+}  // namespace longhaul::transport
