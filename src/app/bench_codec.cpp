@@ -4,7 +4,6 @@
 // bytes_per_param counts the whole payload (header, chunk table, scales, checksums).
 // With --zstd L the lossless stage's size and cost are reported in separate zstd_* fields.
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -42,7 +41,8 @@ double best_seconds(int repeat, Fn&& fn) {
   for (int r = 0; r < repeat; ++r) {
     auto t0 = std::chrono::steady_clock::now();
     fn();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    best = std::min(best,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   return best;
 }
@@ -59,12 +59,14 @@ std::vector<float> load_input(const BenchArgs& a) {
   if (!in) throw UserError("--input " + a.input + ": cannot open");
   const auto bytes = static_cast<uint64_t>(in.tellg());
   if (bytes == 0 || bytes % 4 != 0)
-    throw UserError(detail::concat("--input ", a.input, ": ", bytes, " bytes, expected a non-empty multiple of 4 (raw fp32)"));
+    throw UserError(detail::concat("--input ", a.input, ": ", bytes,
+                                   " bytes, expected a non-empty multiple of 4 (raw fp32)"));
   std::vector<float> x(bytes / 4);
   in.seekg(0);
   in.read(reinterpret_cast<char*>(x.data()), static_cast<std::streamsize>(bytes));
   for (size_t i = 0; i < x.size(); ++i)
-    if (!std::isfinite(x[i])) throw UserError(detail::concat("--input ", a.input, ": element ", i, " is not finite"));
+    if (!std::isfinite(x[i]))
+      throw UserError(detail::concat("--input ", a.input, ": element ", i, " is not finite"));
   return x;
 }
 
@@ -81,7 +83,8 @@ double rms_rel_error(const std::vector<float>& x, const std::vector<float>& y) {
 int run_bench(const BenchArgs& a) {
   std::vector<Encoding> encodings;
   if (a.encoding == "all")
-    encodings = {Encoding::kFp32, Encoding::kBf16, Encoding::kFp16, Encoding::kInt8, Encoding::kInt4};
+    encodings = {Encoding::kFp32, Encoding::kBf16, Encoding::kFp16, Encoding::kInt8,
+                 Encoding::kInt4};
   else
     encodings = {parse_encoding(a.encoding)};
   if (a.repeat < 1) throw UserError("--repeat must be >= 1");
@@ -95,7 +98,8 @@ int run_bench(const BenchArgs& a) {
   for (Encoding e : encodings) {
     CodecOptions o{.encoding = e, .block_size = a.block};
     validate(o);
-    const double t_memcpy = best_seconds(a.repeat, [&] { std::memcpy(copy.data(), x.data(), 4 * n); });
+    const double t_memcpy =
+        best_seconds(a.repeat, [&] { std::memcpy(copy.data(), x.data(), 4 * n); });
     std::vector<std::byte> payload;
     // Output buffers are preallocated for all three (memcpy, encode_into, decode): we measure
     // the codec, not the kernel's page-fault path for fresh allocations.
@@ -103,9 +107,10 @@ int run_bench(const BenchArgs& a) {
     const double t_dec = best_seconds(a.repeat, [&] { decode(payload, y, m.hash()); });
     std::string line = detail::concat(
         "{\"encoding\":\"", encoding_name(e), "\",\"params\":", n, ",\"block_size\":", a.block,
-        ",\"kernels\":\"", kernels::kernel_name(), "\",\"bytes_per_param\":", double(payload.size()) / double(n),
-        ",\"encode_gbps\":", gb / t_enc, ",\"decode_gbps\":", gb / t_dec, ",\"memcpy_gbps\":", gb / t_memcpy,
-        ",\"rms_rel_error\":", rms_rel_error(x, y));
+        ",\"kernels\":\"", kernels::kernel_name(),
+        "\",\"bytes_per_param\":", double(payload.size()) / double(n),
+        ",\"encode_gbps\":", gb / t_enc, ",\"decode_gbps\":", gb / t_dec,
+        ",\"memcpy_gbps\":", gb / t_memcpy, ",\"rms_rel_error\":", rms_rel_error(x, y));
     if (a.zstd > 0) {
       CodecOptions z = o;
       z.zstd_level = a.zstd;
@@ -114,10 +119,11 @@ int run_bench(const BenchArgs& a) {
       const double tz_enc = best_seconds(a.repeat, [&] { encode_into(x, m, z, zp); });
       const double tz_dec = best_seconds(a.repeat, [&] { decode(zp, y, m.hash()); });
       const PayloadInfo info = inspect(zp, n);
-      line += detail::concat(",\"zstd_level\":", a.zstd, ",\"zstd_workers\":", a.zstd_workers,
-                             ",\"zstd_bytes_per_param\":", double(zp.size()) / double(n),
-                             ",\"zstd_chunks_compressed\":", info.compressed_chunks, ",\"zstd_chunks\":", info.chunks,
-                             ",\"zstd_encode_gbps\":", gb / tz_enc, ",\"zstd_decode_gbps\":", gb / tz_dec);
+      line += detail::concat(
+          ",\"zstd_level\":", a.zstd, ",\"zstd_workers\":", a.zstd_workers,
+          ",\"zstd_bytes_per_param\":", double(zp.size()) / double(n),
+          ",\"zstd_chunks_compressed\":", info.compressed_chunks, ",\"zstd_chunks\":", info.chunks,
+          ",\"zstd_encode_gbps\":", gb / tz_enc, ",\"zstd_decode_gbps\":", gb / tz_dec);
     }
     std::printf("%s}\n", line.c_str());
     std::fflush(stdout);
@@ -129,17 +135,21 @@ int run_bench(const BenchArgs& a) {
 
 void register_bench_codec(CLI::App& app, CommandFn& run) {
   auto args = std::make_shared<BenchArgs>();
-  auto* cmd = app.add_subcommand("codec", "codec throughput, bytes/param and error per encoding (JSON lines)");
-  cmd->add_option("--params", args->params, "parameters in the Gaussian test vector (ignored with --input)")
+  auto* cmd = app.add_subcommand(
+      "codec", "codec throughput, bytes/param and error per encoding (JSON lines)");
+  cmd->add_option("--params", args->params,
+                  "parameters in the Gaussian test vector (ignored with --input)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 32));
   cmd->add_option("--encoding", args->encoding, "fp32|bf16|fp16|int8|int4|all");
-  cmd->add_option("--zstd", args->zstd, "also measure the lossless stage at this zstd level (0 = off)")
+  cmd->add_option("--zstd", args->zstd,
+                  "also measure the lossless stage at this zstd level (0 = off)")
       ->check(CLI::Range(0, 22));
   cmd->add_option("--zstd-workers", args->zstd_workers, "threads for the zstd stage (0 = caller's)")
       ->check(CLI::Range(0, 256));
   cmd->add_option("--block", args->block, "elements per scale for int8/int4");
   cmd->add_option("--repeat", args->repeat, "runs per measurement; the best is reported");
-  cmd->add_option("--input", args->input, "raw little-endian fp32 file (a real pseudo-gradient) instead of Gaussian");
+  cmd->add_option("--input", args->input,
+                  "raw little-endian fp32 file (a real pseudo-gradient) instead of Gaussian");
   cmd->callback([args, &run] { run = [args] { return run_bench(*args); }; });
 }
 

@@ -90,7 +90,8 @@ int64_t encode_chunk(Encoding e, const float* x, uint64_t n, uint32_t block, std
         } else {
           for (uint64_t i = 0; i < m; i += 2) {  // b0 is even: block sizes are multiples of 8
             unsigned lo = static_cast<unsigned>(quantize_one(xb[i], inv, levels) + 8);
-            unsigned hi = i + 1 < m ? static_cast<unsigned>(quantize_one(xb[i + 1], inv, levels) + 8) : 0u;
+            unsigned hi =
+                i + 1 < m ? static_cast<unsigned>(quantize_one(xb[i + 1], inv, levels) + 8) : 0u;
             q[(b0 + i) / 2] = static_cast<std::byte>(lo | (hi << 4));
           }
         }
