@@ -72,9 +72,12 @@ void decode_impl(std::span<const std::byte> payload, std::span<float> out, bool 
         dctx.reset(ZSTD_createDCtx());
         LH_CHECK(dctx != nullptr, "ZSTD_createDCtx failed");
         ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, 28);  // >= log2(max raw chunk)
-        const uint64_t cap = wire::raw_chunk_bytes(h.encoding, h.chunk_elements, h.block_size);
-        inflated.resize(cap);
-        unshuffled.resize(cap);
+      }
+      // Scratch grows to the largest chunk actually present: bounded by the caller's output
+      // size, never by a header's claimed chunk size alone.
+      if (inflated.size() < raw) {
+        inflated.resize(raw);
+        unshuffled.resize(raw);
       }
       const size_t got = ZSTD_decompressDCtx(dctx.get(), inflated.data(), raw, src, c.stored_bytes);
       if (ZSTD_isError(got) || got != raw)

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "common/error.h"
@@ -30,7 +31,7 @@ std::vector<std::vector<std::byte>> compress_chunks(const std::byte* raw_base,
   const uint32_t chunks = h.chunks;
   std::vector<std::vector<std::byte>> out(chunks);
   std::atomic<uint32_t> next{0};
-  auto work = [&] {
+  auto compress_some = [&] {
     std::unique_ptr<ZSTD_CCtx, ZstdCCtxFree> cctx(ZSTD_createCCtx());
     LH_CHECK(cctx != nullptr, "ZSTD_createCCtx failed");
     ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, o.zstd_level);
@@ -48,6 +49,17 @@ std::vector<std::vector<std::byte>> compress_chunks(const std::byte* raw_base,
         out[i].assign(dst.begin(), dst.begin() + static_cast<std::ptrdiff_t>(c));
     }
   };
+  std::exception_ptr error;
+  std::mutex error_mu;
+  auto work = [&] {
+    try {
+      compress_some();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mu);
+      if (!error) error = std::current_exception();
+      next = chunks;  // the others stop at their next chunk
+    }
+  };
   const uint32_t workers = std::min<uint32_t>(static_cast<uint32_t>(o.zstd_workers), chunks);
   if (workers <= 1) {
     work();
@@ -56,6 +68,7 @@ std::vector<std::vector<std::byte>> compress_chunks(const std::byte* raw_base,
     for (uint32_t t = 0; t < workers; ++t) threads.emplace_back(work);
     for (auto& t : threads) t.join();
   }
+  if (error) std::rethrow_exception(error);
   return out;
 }
 
