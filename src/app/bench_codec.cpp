@@ -32,6 +32,7 @@ struct BenchArgs {
   uint32_t block = 128;
   int repeat = 5;
   std::string input;
+  bool scalar = false;
 };
 
 // Best (shortest) wall time of `repeat` runs of fn, in seconds.
@@ -88,6 +89,7 @@ int run_bench(const BenchArgs& a) {
   else
     encodings = {parse_encoding(a.encoding)};
   if (a.repeat < 1) throw UserError("--repeat must be >= 1");
+  kernels::force_scalar_kernels(a.scalar);
   const std::vector<float> x = load_input(a);
   const uint64_t n = x.size();
   Manifest m;
@@ -105,12 +107,16 @@ int run_bench(const BenchArgs& a) {
     // the codec, not the kernel's page-fault path for fresh allocations.
     const double t_enc = best_seconds(a.repeat, [&] { encode_into(x, m, o, payload); });
     const double t_dec = best_seconds(a.repeat, [&] { decode(payload, y, m.hash()); });
-    std::string line = detail::concat(
-        "{\"encoding\":\"", encoding_name(e), "\",\"params\":", n, ",\"block_size\":", a.block,
-        ",\"kernels\":\"", kernels::kernel_name(),
-        "\",\"bytes_per_param\":", double(payload.size()) / double(n),
-        ",\"encode_gbps\":", gb / t_enc, ",\"decode_gbps\":", gb / t_dec,
-        ",\"memcpy_gbps\":", gb / t_memcpy, ",\"rms_rel_error\":", rms_rel_error(x, y));
+    std::vector<float> acc(n, 0.0f);
+    const double t_acc =
+        best_seconds(a.repeat, [&] { decode_accumulate(payload, acc, 0.5f, m.hash()); });
+    std::string line =
+        detail::concat("{\"encoding\":\"", encoding_name(e), "\",\"params\":", n,
+                       ",\"block_size\":", a.block, ",\"kernels\":\"", kernels::kernel_name(),
+                       "\",\"bytes_per_param\":", double(payload.size()) / double(n),
+                       ",\"encode_gbps\":", gb / t_enc, ",\"decode_gbps\":", gb / t_dec,
+                       ",\"accumulate_gbps\":", gb / t_acc, ",\"memcpy_gbps\":", gb / t_memcpy,
+                       ",\"rms_rel_error\":", rms_rel_error(x, y));
     if (a.zstd > 0) {
       CodecOptions z = o;
       z.zstd_level = a.zstd;
@@ -150,6 +156,7 @@ void register_bench_codec(CLI::App& app, CommandFn& run) {
   cmd->add_option("--repeat", args->repeat, "runs per measurement; the best is reported");
   cmd->add_option("--input", args->input,
                   "raw little-endian fp32 file (a real pseudo-gradient) instead of Gaussian");
+  cmd->add_flag("--scalar", args->scalar, "force the portable scalar kernels (no AVX2 dispatch)");
   cmd->callback([args, &run] { run = [args] { return run_bench(*args); }; });
 }
 
