@@ -45,7 +45,16 @@ float fp16_to_f32(uint16_t h) {
 
 namespace scalar {
 
-int64_t encode_chunk(Encoding e, const float* x, uint64_t n, uint32_t block, std::byte* raw) {
+// GCC 12's -O2 vectorizes only loops without epilogues ("very cheap" cost model); these
+// kernels are the portable (SSE2 baseline) path, so let it vectorize them properly.
+#if defined(__GNUC__) && !defined(__clang__)
+#define LH_VECTORIZE __attribute__((optimize("vect-cost-model=dynamic")))
+#else
+#define LH_VECTORIZE
+#endif
+
+LH_VECTORIZE int64_t encode_chunk(Encoding e, const float* x, uint64_t n, uint32_t block,
+                                  std::byte* raw) {
   switch (e) {
     case Encoding::kFp32: {
       int64_t bad = first_at_least(x, n, kInfBits);
@@ -113,8 +122,8 @@ inline void put(float* out, uint64_t i, float d, bool acc, float w) {
 }
 }  // namespace
 
-int64_t decode_chunk(Encoding e, const std::byte* raw, uint64_t n, uint32_t block, float* out,
-                     bool acc, float w) {
+LH_VECTORIZE int64_t decode_chunk(Encoding e, const std::byte* raw, uint64_t n, uint32_t block,
+                                  float* out, bool acc, float w) {
   switch (e) {
     case Encoding::kFp32:
       if (!acc) {
@@ -143,6 +152,19 @@ int64_t decode_chunk(Encoding e, const std::byte* raw, uint64_t n, uint32_t bloc
         const uint16_t sb = load_u16(raw + 2 * bi);
         if (!scale_ok(sb)) return static_cast<int64_t>(bi);
         const float s = bf16_to_f32(sb);
+        if (int8) {  // the hot case, in branch-free loops the compiler vectorizes
+          const int8_t* qb = reinterpret_cast<const int8_t*>(q) + b0;
+          float* ob = out + b0;
+          if (acc) {
+            for (uint64_t i = 0; i < m; ++i) {
+              float p = w * (static_cast<float>(qb[i]) * s);
+              ob[i] = ob[i] + p;
+            }
+          } else {
+            for (uint64_t i = 0; i < m; ++i) ob[i] = static_cast<float>(qb[i]) * s;
+          }
+          continue;
+        }
         for (uint64_t i = 0; i < m; ++i) {
           const uint64_t k = b0 + i;
           int level;
