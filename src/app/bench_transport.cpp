@@ -3,6 +3,7 @@
 // the single-core AES-128-GCM encryption rate of the linked OpenSSL (EVP, 16 KiB records).
 // Prints one JSON object. GB/s = 1e9 bytes/s of payload, sender's send() to receiver's
 // on_message (payload fully received and checksummed).
+#include <ftw.h>
 #include <openssl/evp.h>
 #include <unistd.h>
 
@@ -53,6 +54,13 @@ double aes_gcm_gbps(double seconds) {
   return bytes / elapsed / 1e9;
 }
 
+// rm -rf through nftw: std::filesystem::remove_all resolves to a copy inside libtorch.so
+// that crashes when called from this binary.
+void remove_tree(const fs::path& dir) {
+  ::nftw(dir.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
+         FTW_DEPTH | FTW_PHYS);
+}
+
 struct Pki {
   fs::path dir;
   TlsFiles server, client;
@@ -61,7 +69,7 @@ struct Pki {
 Pki make_pki() {
   Pki p;
   p.dir = fs::temp_directory_path() / ("longhaul-bench-" + std::to_string(::getpid()));
-  fs::remove_all(p.dir);
+  remove_tree(p.dir);
   create_ca(p.dir / "ca", 1);
   auto s = issue_cert(p.dir / "ca", "coordinator", {}, {"127.0.0.1"}, 1, p.dir / "coordinator");
   auto c = issue_cert(p.dir / "ca", "bench-site", {}, {}, 1, p.dir / "site");
@@ -140,7 +148,7 @@ void register_bench_transport(CLI::App& app, CommandFn& run) {
         if (c == 1) single = best;
         scaling.push_back({{"connections", c}, {"gbps", best}, {"speedup", best / single}});
       }
-      fs::remove_all(pki.dir);
+      remove_tree(pki.dir);
       nlohmann::json out = {{"bench", "transport"},
                             {"bytes", bytes},
                             {"tls", "TLS 1.3 " + std::string("AES-128-GCM ceiling from EVP")},

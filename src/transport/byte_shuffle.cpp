@@ -19,8 +19,12 @@ void unshuffle_w(const std::byte* src, std::byte* dst, uint64_t n) {
 
 void byte_shuffle(const std::byte* src, std::byte* dst, uint64_t n, unsigned width) {
   switch (width) {
-    case 2: shuffle_w<2>(src, dst, n); return;
-    case 4: shuffle_w<4>(src, dst, n); return;
+    case 2:
+      shuffle_w<2>(src, dst, n);
+      return;
+    case 4:
+      shuffle_w<4>(src, dst, n);
+      return;
     default:
       for (uint64_t i = 0; i < n; ++i)
         for (unsigned k = 0; k < width; ++k) dst[k * n + i] = src[i * width + k];
@@ -29,8 +33,12 @@ void byte_shuffle(const std::byte* src, std::byte* dst, uint64_t n, unsigned wid
 
 void byte_unshuffle(const std::byte* src, std::byte* dst, uint64_t n, unsigned width) {
   switch (width) {
-    case 2: unshuffle_w<2>(src, dst, n); return;
-    case 4: unshuffle_w<4>(src, dst, n); return;
+    case 2:
+      unshuffle_w<2>(src, dst, n);
+      return;
+    case 4:
+      unshuffle_w<4>(src, dst, n);
+      return;
     default:
       for (uint64_t i = 0; i < n; ++i)
         for (unsigned k = 0; k < width; ++k) dst[i * width + k] = src[k * n + i];

@@ -42,10 +42,10 @@ std::string_view encoding_name(Encoding e);
 
 struct CodecOptions {
   Encoding encoding = Encoding::kInt8;
-  uint32_t block_size = 128;            // elements per scale (int8/int4); multiple of 8, 8..65536
-  int zstd_level = 0;                   // 0 = lossless stage off; 1..22 = byte shuffle + zstd
-  int zstd_workers = 0;                 // threads compressing chunks in parallel; 0 = caller's thread
-  uint32_t chunk_elements = 1u << 20;   // elements per chunk; multiple of block_size, <= 2^26
+  uint32_t block_size = 128;  // elements per scale (int8/int4); multiple of 8, 8..65536
+  int zstd_level = 0;         // 0 = lossless stage off; 1..22 = byte shuffle + zstd
+  int zstd_workers = 0;       // threads compressing chunks in parallel; 0 = caller's thread
+  uint32_t chunk_elements = 1u << 20;  // elements per chunk; multiple of block_size, <= 2^26
 };
 // Throws UserError naming the field if an option is out of range.
 void validate(const CodecOptions& o);
@@ -59,19 +59,19 @@ class EncodeError : public std::runtime_error {
 class DecodeError : public std::runtime_error {
  public:
   enum class Kind {
-    kTruncated,          // fewer bytes than the header / chunk table says
-    kBadMagic,           // not a Longhaul codec payload
-    kBadVersion,         // format version this build does not read
-    kBadHeader,          // a header field out of range (encoding, block size, chunk size, flags)
-    kTooLarge,           // element count above the caller's cap
-    kHeaderChecksum,     // header + chunk table checksum mismatch
-    kChunkLength,        // a chunk's stored length inconsistent with its element count
-    kChunkChecksum,      // a chunk's bytes do not match its checksum
-    kDecompress,         // zstd frame invalid or not exactly the expected size (bomb guard)
-    kBadValue,           // a scale that is negative, non-finite or too large
-    kTrailingBytes,      // bytes after the last chunk
-    kManifestMismatch,   // payload built for another manifest
-    kSizeMismatch,       // caller's output span has the wrong length
+    kTruncated,         // fewer bytes than the header / chunk table says
+    kBadMagic,          // not a Longhaul codec payload
+    kBadVersion,        // format version this build does not read
+    kBadHeader,         // a header field out of range (encoding, block size, chunk size, flags)
+    kTooLarge,          // element count above the caller's cap
+    kHeaderChecksum,    // header + chunk table checksum mismatch
+    kChunkLength,       // a chunk's stored length inconsistent with its element count
+    kChunkChecksum,     // a chunk's bytes do not match its checksum
+    kDecompress,        // zstd frame invalid or not exactly the expected size (bomb guard)
+    kBadValue,          // a scale that is negative, non-finite or too large
+    kTrailingBytes,     // bytes after the last chunk
+    kManifestMismatch,  // payload built for another manifest
+    kSizeMismatch,      // caller's output span has the wrong length
   };
   DecodeError(Kind kind, const std::string& what);
   Kind kind() const { return kind_; }
@@ -83,6 +83,10 @@ std::string_view decode_error_kind_name(DecodeError::Kind k);
 
 // Encodes x. m.total_elements() must equal x.size() (InvariantError otherwise).
 std::vector<std::byte> encode(std::span<const float> x, const Manifest& m, const CodecOptions& o);
+// Same bytes, written into `out` (resized; its capacity is reused across calls, which saves the
+// page faults of a fresh multi-MiB allocation every round).
+void encode_into(std::span<const float> x, const Manifest& m, const CodecOptions& o,
+                 std::vector<std::byte>& out);
 
 // Encodes y = x + residual; on return residual = y - decode(payload): what the decoder will
 // not see, to be added to the next round's x (error feedback). residual.size() == x.size().
@@ -108,7 +112,8 @@ PayloadInfo inspect(std::span<const std::byte> payload, uint64_t max_elements);
 // out.size() must equal the payload's element count (kSizeMismatch otherwise) and the
 // payload's manifest hash must equal expected_manifest_hash (kManifestMismatch).
 // On error, `out` may be partly written.
-void decode(std::span<const std::byte> payload, std::span<float> out, uint64_t expected_manifest_hash);
+void decode(std::span<const std::byte> payload, std::span<float> out,
+            uint64_t expected_manifest_hash);
 
 // out[i] += weight * decode(payload)[i], bitwise equal to decoding then accumulating, chunk by
 // chunk: peak extra memory is one chunk's scratch (only for zstd chunks), never the whole

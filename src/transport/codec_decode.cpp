@@ -31,10 +31,11 @@ void decode_impl(std::span<const std::byte> payload, std::span<float> out, bool 
   const wire::Header h = wire::parse_header(p, payload.size(), wire::kMaxElements);
   if (h.manifest_hash != expected_hash)
     throw DecodeError(K::kManifestMismatch,
-                      detail::concat("payload manifest hash ", std::hex, h.manifest_hash, ", expected ", expected_hash));
+                      detail::concat("payload manifest hash ", std::hex, h.manifest_hash,
+                                     ", expected ", expected_hash));
   if (h.elements != out.size())
-    throw DecodeError(K::kSizeMismatch,
-                      detail::concat("payload has ", h.elements, " elements, the output holds ", out.size()));
+    throw DecodeError(K::kSizeMismatch, detail::concat("payload has ", h.elements,
+                                                       " elements, the output holds ", out.size()));
   const uint64_t tend = wire::table_end(h.chunks);
   if (acc) {  // all checksums first: a damaged payload must not half-update the accumulator
     uint64_t off = tend;
@@ -44,7 +45,8 @@ void decode_impl(std::span<const std::byte> payload, std::span<float> out, bool 
       off += c.stored_bytes;
     }
   }
-  std::vector<std::byte> inflated, unshuffled;  // allocated on the first zstd chunk, one chunk's size
+  std::vector<std::byte> inflated,
+      unshuffled;  // allocated on the first zstd chunk, one chunk's size
   std::unique_ptr<ZSTD_DCtx, ZstdDCtxFree> dctx;
   uint64_t off = tend;
   for (uint32_t i = 0; i < h.chunks; ++i) {
@@ -59,23 +61,30 @@ void decode_impl(std::span<const std::byte> payload, std::span<float> out, bool 
       // Bomb guard: the frame must declare exactly the raw size and span exactly the stored bytes.
       const unsigned long long fcs = ZSTD_getFrameContentSize(src, c.stored_bytes);
       if (fcs != raw)
-        throw DecodeError(K::kDecompress, detail::concat("chunk ", i, ": zstd frame content size ",
-                                                         static_cast<long long>(fcs), ", expected ", raw));
+        throw DecodeError(K::kDecompress,
+                          detail::concat("chunk ", i, ": zstd frame content size ",
+                                         static_cast<long long>(fcs), ", expected ", raw));
       const size_t fsz = ZSTD_findFrameCompressedSize(src, c.stored_bytes);
       if (ZSTD_isError(fsz) || fsz != c.stored_bytes)
-        throw DecodeError(K::kDecompress, detail::concat("chunk ", i, ": not exactly one zstd frame"));
+        throw DecodeError(K::kDecompress,
+                          detail::concat("chunk ", i, ": not exactly one zstd frame"));
       if (!dctx) {
         dctx.reset(ZSTD_createDCtx());
         LH_CHECK(dctx != nullptr, "ZSTD_createDCtx failed");
         ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, 28);  // >= log2(max raw chunk)
-        const uint64_t cap = wire::raw_chunk_bytes(h.encoding, h.chunk_elements, h.block_size);
-        inflated.resize(cap);
-        unshuffled.resize(cap);
+      }
+      // Scratch grows to the largest chunk actually present: bounded by the caller's output
+      // size, never by a header's claimed chunk size alone.
+      if (inflated.size() < raw) {
+        inflated.resize(raw);
+        unshuffled.resize(raw);
       }
       const size_t got = ZSTD_decompressDCtx(dctx.get(), inflated.data(), raw, src, c.stored_bytes);
       if (ZSTD_isError(got) || got != raw)
-        throw DecodeError(K::kDecompress,
-                          detail::concat("chunk ", i, ": zstd: ", ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short frame"));
+        throw DecodeError(
+            K::kDecompress,
+            detail::concat("chunk ", i,
+                           ": zstd: ", ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short frame"));
       sections::unshuffle_chunk(h.encoding, n, h.block_size, inflated.data(), unshuffled.data());
       rawp = unshuffled.data();
     }
@@ -84,8 +93,9 @@ void decode_impl(std::span<const std::byte> payload, std::span<float> out, bool 
     if (bad != kernels::kOk) {
       uint16_t sb;
       std::memcpy(&sb, rawp + 2 * bad, 2);
-      throw DecodeError(K::kBadValue, detail::concat("chunk ", i, " block ", bad, ": scale bits 0x", std::hex, sb,
-                                                     " negative, non-finite or above 2^120"));
+      throw DecodeError(K::kBadValue,
+                        detail::concat("chunk ", i, " block ", bad, ": scale bits 0x", std::hex, sb,
+                                       " negative, non-finite or above 2^120"));
     }
   }
 }
@@ -104,11 +114,13 @@ PayloadInfo inspect(std::span<const std::byte> payload, uint64_t max_elements) {
   info.chunk_elements = h.chunk_elements;
   info.payload_bytes = payload.size();
   for (uint32_t i = 0; i < h.chunks; ++i)
-    if (wire::read_chunk_entry(payload.data(), i).flags & wire::kChunkZstd) ++info.compressed_chunks;
+    if (wire::read_chunk_entry(payload.data(), i).flags & wire::kChunkZstd)
+      ++info.compressed_chunks;
   return info;
 }
 
-void decode(std::span<const std::byte> payload, std::span<float> out, uint64_t expected_manifest_hash) {
+void decode(std::span<const std::byte> payload, std::span<float> out,
+            uint64_t expected_manifest_hash) {
   decode_impl(payload, out, false, 0.0f, expected_manifest_hash);
 }
 

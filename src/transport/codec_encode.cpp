@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "common/error.h"
@@ -24,12 +25,13 @@ struct ZstdCCtxFree {
 };
 
 // Shuffled + compressed bytes of each chunk, or an empty vector where zstd saves < 3%.
-std::vector<std::vector<std::byte>> compress_chunks(const std::byte* raw_base, const std::vector<uint64_t>& raw_off,
+std::vector<std::vector<std::byte>> compress_chunks(const std::byte* raw_base,
+                                                    const std::vector<uint64_t>& raw_off,
                                                     const wire::Header& h, const CodecOptions& o) {
   const uint32_t chunks = h.chunks;
   std::vector<std::vector<std::byte>> out(chunks);
   std::atomic<uint32_t> next{0};
-  auto work = [&] {
+  auto compress_some = [&] {
     std::unique_ptr<ZSTD_CCtx, ZstdCCtxFree> cctx(ZSTD_createCCtx());
     LH_CHECK(cctx != nullptr, "ZSTD_createCCtx failed");
     ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, o.zstd_level);
@@ -43,7 +45,19 @@ std::vector<std::vector<std::byte>> compress_chunks(const std::byte* raw_base, c
       dst.resize(ZSTD_compressBound(raw));
       size_t c = ZSTD_compress2(cctx.get(), dst.data(), dst.size(), shuffled.data(), raw);
       LH_CHECK(!ZSTD_isError(c), "zstd: ", ZSTD_getErrorName(c));
-      if (c * 100 <= raw * 97) out[i].assign(dst.begin(), dst.begin() + static_cast<std::ptrdiff_t>(c));
+      if (c * 100 <= raw * 97)
+        out[i].assign(dst.begin(), dst.begin() + static_cast<std::ptrdiff_t>(c));
+    }
+  };
+  std::exception_ptr error;
+  std::mutex error_mu;
+  auto work = [&] {
+    try {
+      compress_some();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mu);
+      if (!error) error = std::current_exception();
+      next = chunks;  // the others stop at their next chunk
     }
   };
   const uint32_t workers = std::min<uint32_t>(static_cast<uint32_t>(o.zstd_workers), chunks);
@@ -54,11 +68,12 @@ std::vector<std::vector<std::byte>> compress_chunks(const std::byte* raw_base, c
     for (uint32_t t = 0; t < workers; ++t) threads.emplace_back(work);
     for (auto& t : threads) t.join();
   }
+  if (error) std::rethrow_exception(error);
   return out;
 }
 
-std::vector<std::byte> encode_impl(std::span<const float> x, float* residual, const Manifest& m,
-                                   const CodecOptions& o) {
+void encode_impl(std::span<const float> x, float* residual, const Manifest& m,
+                 const CodecOptions& o, std::vector<std::byte>& out) {
   validate(o);
   LH_CHECK_EQ(m.total_elements(), static_cast<uint64_t>(x.size()));
   const uint64_t n = x.size();
@@ -76,13 +91,16 @@ std::vector<std::byte> encode_impl(std::span<const float> x, float* residual, co
   const uint64_t tend = wire::table_end(h.chunks);
   std::vector<uint64_t> raw_off(h.chunks + 1, 0);
   for (uint32_t i = 0; i < h.chunks; ++i)
-    raw_off[i + 1] = raw_off[i] + wire::raw_chunk_bytes(h.encoding, wire::chunk_elements_at(h, i), h.block_size);
-  std::vector<std::byte> out(tend + raw_off[h.chunks]);
+    raw_off[i + 1] =
+        raw_off[i] + wire::raw_chunk_bytes(h.encoding, wire::chunk_elements_at(h, i), h.block_size);
+  if (out.size() < tend + raw_off[h.chunks])
+    out.resize(tend + raw_off[h.chunks]);  // reuses capacity
   std::byte* raw_base = out.data() + tend;
 
   // 1. Quantize x (+ residual) chunk by chunk into the raw area.
   std::vector<float> y;
-  std::vector<uint64_t> raw_sum(h.chunks);  // checksum of each raw chunk, taken while it is in cache
+  std::vector<uint64_t> raw_sum(
+      h.chunks);  // checksum of each raw chunk, taken while it is in cache
   if (residual) y.resize(std::min<uint64_t>(n, o.chunk_elements));
   for (uint32_t i = 0; i < h.chunks; ++i) {
     const uint64_t begin = uint64_t{i} * o.chunk_elements, ni = wire::chunk_elements_at(h, i);
@@ -91,12 +109,13 @@ std::vector<std::byte> encode_impl(std::span<const float> x, float* residual, co
       for (uint64_t k = 0; k < ni; ++k) y[k] = src[k] + residual[begin + k];
       src = y.data();
     }
-    const int64_t bad = kernels::encode_chunk(h.encoding, src, ni, h.block_size, raw_base + raw_off[i]);
+    const int64_t bad =
+        kernels::encode_chunk(h.encoding, src, ni, h.block_size, raw_base + raw_off[i]);
     if (bad != kernels::kOk) {
       const uint64_t at = begin + static_cast<uint64_t>(bad);
-      throw EncodeError(detail::concat("cannot encode element ", at, " = ", src[bad], residual ? " (x + residual)" : "",
-                                       " as ", encoding_name(h.encoding),
-                                       ": non-finite or out of the format's range"));
+      throw EncodeError(detail::concat(
+          "cannot encode element ", at, " = ", src[bad], residual ? " (x + residual)" : "", " as ",
+          encoding_name(h.encoding), ": non-finite or out of the format's range"));
     }
     raw_sum[i] = XXH3_64bits(raw_base + raw_off[i], raw_off[i + 1] - raw_off[i]);
   }
@@ -105,8 +124,10 @@ std::vector<std::byte> encode_impl(std::span<const float> x, float* residual, co
   if (residual) {
     for (uint32_t i = 0; i < h.chunks; ++i) {
       const uint64_t begin = uint64_t{i} * o.chunk_elements, ni = wire::chunk_elements_at(h, i);
-      kernels::decode_chunk(h.encoding, raw_base + raw_off[i], ni, h.block_size, y.data(), false, 0.0f);
-      for (uint64_t k = 0; k < ni; ++k) residual[begin + k] = (x[begin + k] + residual[begin + k]) - y[k];
+      kernels::decode_chunk(h.encoding, raw_base + raw_off[i], ni, h.block_size, y.data(), false,
+                            0.0f);
+      for (uint64_t k = 0; k < ni; ++k)
+        residual[begin + k] = (x[begin + k] + residual[begin + k]) - y[k];
     }
   }
   // 3. Lossless stage, then compaction: chunk i moves to `cursor` (never past its raw offset).
@@ -132,19 +153,27 @@ std::vector<std::byte> encode_impl(std::span<const float> x, float* residual, co
   out.resize(cursor);
   wire::write_header(out.data(), h);
   wire::seal_header(out.data(), h.chunks);
-  return out;
 }
 
 }  // namespace
 
 std::vector<std::byte> encode(std::span<const float> x, const Manifest& m, const CodecOptions& o) {
-  return encode_impl(x, nullptr, m, o);
+  std::vector<std::byte> out;
+  encode_impl(x, nullptr, m, o, out);
+  return out;
+}
+
+void encode_into(std::span<const float> x, const Manifest& m, const CodecOptions& o,
+                 std::vector<std::byte>& out) {
+  encode_impl(x, nullptr, m, o, out);
 }
 
 std::vector<std::byte> encode_with_feedback(std::span<const float> x, std::span<float> residual,
                                             const Manifest& m, const CodecOptions& o) {
   LH_CHECK_EQ(residual.size(), x.size());
-  return encode_impl(x, residual.data(), m, o);
+  std::vector<std::byte> out;
+  encode_impl(x, residual.data(), m, o, out);
+  return out;
 }
 
 }  // namespace longhaul::transport

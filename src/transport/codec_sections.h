@@ -19,21 +19,27 @@ struct Section {
 inline std::array<Section, 2> chunk_sections(Encoding e, uint64_t n, uint32_t block) {
   const uint64_t nb = wire::block_count(n, block);
   switch (e) {
-    case Encoding::kFp32: return {Section{0, n, 4}, Section{}};
+    case Encoding::kFp32:
+      return {Section{0, n, 4}, Section{}};
     case Encoding::kBf16:
-    case Encoding::kFp16: return {Section{0, n, 2}, Section{}};
-    case Encoding::kInt8: return {Section{0, nb, 2}, Section{2 * nb, n, 1}};
-    case Encoding::kInt4: return {Section{0, nb, 2}, Section{2 * nb, (n + 1) / 2, 1}};
+    case Encoding::kFp16:
+      return {Section{0, n, 2}, Section{}};
+    case Encoding::kInt8:
+      return {Section{0, nb, 2}, Section{2 * nb, n, 1}};
+    case Encoding::kInt4:
+      return {Section{0, nb, 2}, Section{2 * nb, (n + 1) / 2, 1}};
   }
   return {};
 }
 
-inline void shuffle_chunk(Encoding e, uint64_t n, uint32_t block, const std::byte* raw, std::byte* dst) {
+inline void shuffle_chunk(Encoding e, uint64_t n, uint32_t block, const std::byte* raw,
+                          std::byte* dst) {
   for (const Section& s : chunk_sections(e, n, block))
     byte_shuffle(raw + s.offset, dst + s.offset, s.count, s.width);
 }
 
-inline void unshuffle_chunk(Encoding e, uint64_t n, uint32_t block, const std::byte* src, std::byte* raw) {
+inline void unshuffle_chunk(Encoding e, uint64_t n, uint32_t block, const std::byte* src,
+                            std::byte* raw) {
   for (const Section& s : chunk_sections(e, n, block))
     byte_unshuffle(src + s.offset, raw + s.offset, s.count, s.width);
 }

@@ -33,8 +33,8 @@ const char* kernel_name();
 bool force_scalar_kernels(bool on);
 
 // Scalar helpers shared by both paths.
-uint16_t f32_to_bf16_rne(float f);   // caller ensures finite
-uint16_t f32_to_fp16_rne(float f);   // caller ensures |f| < 65520 (rounds to finite)
+uint16_t f32_to_bf16_rne(float f);  // caller ensures finite
+uint16_t f32_to_fp16_rne(float f);  // caller ensures |f| < 65520 (rounds to finite)
 float fp16_to_f32(uint16_t h);
 
 }  // namespace longhaul::transport::kernels

@@ -12,7 +12,11 @@ namespace longhaul::transport::kernels::detail {
 inline uint32_t bits_of(float f) { return std::bit_cast<uint32_t>(f); }
 inline float float_of(uint32_t u) { return std::bit_cast<float>(u); }
 inline float bf16_to_f32(uint16_t b) { return float_of(uint32_t{b} << 16); }
-inline uint16_t load_u16(const std::byte* p) { uint16_t v; std::memcpy(&v, p, 2); return v; }
+inline uint16_t load_u16(const std::byte* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
 inline void store_u16(std::byte* p, uint16_t v) { std::memcpy(p, &v, 2); }
 
 // Round to nearest integer, ties to even, for |v| < 2^22 (the 1.5 * 2^23 trick; needs strict

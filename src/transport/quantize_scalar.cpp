@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 #include "transport/quantize.h"
 #include "transport/quantize_common.h"
@@ -42,7 +45,16 @@ float fp16_to_f32(uint16_t h) {
 
 namespace scalar {
 
-int64_t encode_chunk(Encoding e, const float* x, uint64_t n, uint32_t block, std::byte* raw) {
+// GCC 12's -O2 vectorizes only loops without epilogues ("very cheap" cost model); these
+// kernels are the portable (SSE2 baseline) path, so let it vectorize them properly.
+#if defined(__GNUC__) && !defined(__clang__)
+#define LH_VECTORIZE __attribute__((optimize("vect-cost-model=dynamic")))
+#else
+#define LH_VECTORIZE
+#endif
+
+LH_VECTORIZE int64_t encode_chunk(Encoding e, const float* x, uint64_t n, uint32_t block,
+                                  std::byte* raw) {
   switch (e) {
     case Encoding::kFp32: {
       int64_t bad = first_at_least(x, n, kInfBits);
@@ -87,7 +99,8 @@ int64_t encode_chunk(Encoding e, const float* x, uint64_t n, uint32_t block, std
         } else {
           for (uint64_t i = 0; i < m; i += 2) {  // b0 is even: block sizes are multiples of 8
             unsigned lo = static_cast<unsigned>(quantize_one(xb[i], inv, levels) + 8);
-            unsigned hi = i + 1 < m ? static_cast<unsigned>(quantize_one(xb[i + 1], inv, levels) + 8) : 0u;
+            unsigned hi =
+                i + 1 < m ? static_cast<unsigned>(quantize_one(xb[i + 1], inv, levels) + 8) : 0u;
             q[(b0 + i) / 2] = static_cast<std::byte>(lo | (hi << 4));
           }
         }
@@ -109,8 +122,8 @@ inline void put(float* out, uint64_t i, float d, bool acc, float w) {
 }
 }  // namespace
 
-int64_t decode_chunk(Encoding e, const std::byte* raw, uint64_t n, uint32_t block, float* out,
-                     bool acc, float w) {
+LH_VECTORIZE int64_t decode_chunk(Encoding e, const std::byte* raw, uint64_t n, uint32_t block,
+                                  float* out, bool acc, float w) {
   switch (e) {
     case Encoding::kFp32:
       if (!acc) {
@@ -139,6 +152,19 @@ int64_t decode_chunk(Encoding e, const std::byte* raw, uint64_t n, uint32_t bloc
         const uint16_t sb = load_u16(raw + 2 * bi);
         if (!scale_ok(sb)) return static_cast<int64_t>(bi);
         const float s = bf16_to_f32(sb);
+        if (int8) {  // the hot case, in branch-free loops the compiler vectorizes
+          const int8_t* qb = reinterpret_cast<const int8_t*>(q) + b0;
+          float* ob = out + b0;
+          if (acc) {
+            for (uint64_t i = 0; i < m; ++i) {
+              float p = w * (static_cast<float>(qb[i]) * s);
+              ob[i] = ob[i] + p;
+            }
+          } else {
+            for (uint64_t i = 0; i < m; ++i) ob[i] = static_cast<float>(qb[i]) * s;
+          }
+          continue;
+        }
         for (uint64_t i = 0; i < m; ++i) {
           const uint64_t k = b0 + i;
           int level;
@@ -171,7 +197,9 @@ namespace {
 bool cpu_has_avx2() {
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  unsigned a = 0, b = 0, c = 0, d = 0;  // F16C: CPUID.1:ECX bit 29 (clang's builtin lacks "f16c")
+  const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+  return __builtin_cpu_supports("avx2") && f16c;
 #else
   return false;
 #endif

@@ -12,7 +12,9 @@ using K = DecodeError::Kind;
 
 [[noreturn]] void fail(K kind, const std::string& what) { throw DecodeError(kind, what); }
 
-std::byte* entry_at(std::byte* p, uint32_t i) { return p + kHeaderBytes + kChunkEntryBytes * uint64_t{i}; }
+std::byte* entry_at(std::byte* p, uint32_t i) {
+  return p + kHeaderBytes + kChunkEntryBytes * uint64_t{i};
+}
 const std::byte* entry_at(const std::byte* p, uint32_t i) {
   return p + kHeaderBytes + kChunkEntryBytes * uint64_t{i};
 }
@@ -55,12 +57,14 @@ void seal_header(std::byte* p, uint32_t chunks) {
 
 Header parse_header(const std::byte* p, size_t size, uint64_t max_elements) {
   if (size < kHeaderBytes)
-    fail(K::kTruncated, detail::concat(size, " bytes, shorter than the ", kHeaderBytes, "-byte header"));
+    fail(K::kTruncated,
+         detail::concat(size, " bytes, shorter than the ", kHeaderBytes, "-byte header"));
   if (std::memcmp(p, kMagic, 4) != 0) fail(K::kBadMagic, "magic is not \"LHCX\"");
   Header h;
   h.version = get_u16(p + 4);
   if (h.version != kFormatVersion)
-    fail(K::kBadVersion, detail::concat("format version ", h.version, ", this build reads ", kFormatVersion));
+    fail(K::kBadVersion,
+         detail::concat("format version ", h.version, ", this build reads ", kFormatVersion));
   h.chunks = get_u32(p + 32);
   const uint64_t tend = table_end(h.chunks);
   if (size < tend)
@@ -70,7 +74,8 @@ Header parse_header(const std::byte* p, size_t size, uint64_t max_elements) {
     fail(K::kHeaderChecksum, "header/chunk table checksum mismatch");
 
   const uint8_t enc = static_cast<uint8_t>(p[6]);
-  if (enc >= kEncodingCount) fail(K::kBadHeader, detail::concat("encoding ", unsigned{enc}, " unknown"));
+  if (enc >= kEncodingCount)
+    fail(K::kBadHeader, detail::concat("encoding ", unsigned{enc}, " unknown"));
   h.encoding = static_cast<Encoding>(enc);
   h.flags = static_cast<uint8_t>(p[7]);
   if (h.flags != 0 || get_u32(p + 36) != 0) fail(K::kBadHeader, "reserved header bits set");
@@ -87,28 +92,33 @@ Header parse_header(const std::byte* p, size_t size, uint64_t max_elements) {
   }
   if (h.chunk_elements == 0 || h.chunk_elements > kMaxChunkElements ||
       (h.block_size && h.chunk_elements % h.block_size != 0))
-    fail(K::kBadHeader, detail::concat("chunk elements ", h.chunk_elements, " not a multiple of block size ",
-                                       h.block_size, " in [1, ", kMaxChunkElements, "]"));
+    fail(K::kBadHeader,
+         detail::concat("chunk elements ", h.chunk_elements, " not a multiple of block size ",
+                        h.block_size, " in [1, ", kMaxChunkElements, "]"));
   const uint64_t cap = max_elements < kMaxElements ? max_elements : kMaxElements;
   if (h.elements > cap)
     fail(K::kTooLarge, detail::concat("element count ", h.elements, " exceeds the cap ", cap));
   const uint64_t want_chunks = (h.elements + h.chunk_elements - 1) / h.chunk_elements;
   if (want_chunks != h.chunks)
-    fail(K::kBadHeader, detail::concat("chunk count ", h.chunks, " but ", h.elements, " elements in chunks of ",
-                                       h.chunk_elements, " need ", want_chunks));
+    fail(K::kBadHeader,
+         detail::concat("chunk count ", h.chunks, " but ", h.elements, " elements in chunks of ",
+                        h.chunk_elements, " need ", want_chunks));
 
   uint64_t total = tend;
   for (uint32_t i = 0; i < h.chunks; ++i) {
     const std::byte* e = entry_at(p, i);
     const ChunkEntry c = read_chunk_entry(p, i);
-    if ((c.flags & ~kChunkZstd) != 0 || e[5] != std::byte{0} || e[6] != std::byte{0} || e[7] != std::byte{0})
+    if ((c.flags & ~kChunkZstd) != 0 || e[5] != std::byte{0} || e[6] != std::byte{0} ||
+        e[7] != std::byte{0})
       fail(K::kBadHeader, detail::concat("chunk ", i, ": reserved flag bits set"));
     const uint64_t raw = raw_chunk_bytes(h.encoding, chunk_elements_at(h, i), h.block_size);
-    const bool ok = (c.flags & kChunkZstd) ? (c.stored_bytes > 0 && c.stored_bytes < raw) : c.stored_bytes == raw;
+    const bool ok = (c.flags & kChunkZstd) ? (c.stored_bytes > 0 && c.stored_bytes < raw)
+                                           : c.stored_bytes == raw;
     if (!ok)
-      fail(K::kChunkLength, detail::concat("chunk ", i, ": stored length ", c.stored_bytes, " but its ",
-                                           chunk_elements_at(h, i), " elements take ", raw, " bytes",
-                                           (c.flags & kChunkZstd) ? " raw (zstd must be smaller)" : ""));
+      fail(K::kChunkLength,
+           detail::concat("chunk ", i, ": stored length ", c.stored_bytes, " but its ",
+                          chunk_elements_at(h, i), " elements take ", raw, " bytes",
+                          (c.flags & kChunkZstd) ? " raw (zstd must be smaller)" : ""));
     total += c.stored_bytes;
   }
   if (size < total)

@@ -78,17 +78,23 @@ inline uint64_t chunk_elements_at(const Header& h, uint32_t i) {
 }
 
 // Number of scales (blocks) for n elements.
-inline uint64_t block_count(uint64_t n, uint32_t block) { return block ? (n + block - 1) / block : 0; }
+inline uint64_t block_count(uint64_t n, uint32_t block) {
+  return block ? (n + block - 1) / block : 0;
+}
 
 // Raw (unshuffled, uncompressed) bytes of a chunk of n elements. n <= kMaxChunkElements, so
 // no overflow.
 inline uint64_t raw_chunk_bytes(Encoding e, uint64_t n, uint32_t block) {
   switch (e) {
-    case Encoding::kFp32: return 4 * n;
+    case Encoding::kFp32:
+      return 4 * n;
     case Encoding::kBf16:
-    case Encoding::kFp16: return 2 * n;
-    case Encoding::kInt8: return 2 * block_count(n, block) + n;
-    case Encoding::kInt4: return 2 * block_count(n, block) + (n + 1) / 2;
+    case Encoding::kFp16:
+      return 2 * n;
+    case Encoding::kInt8:
+      return 2 * block_count(n, block) + n;
+    case Encoding::kInt4:
+      return 2 * block_count(n, block) + (n + 1) / 2;
   }
   return 0;
 }
@@ -96,9 +102,21 @@ inline uint64_t raw_chunk_bytes(Encoding e, uint64_t n, uint32_t block) {
 inline void put_u16(std::byte* p, uint16_t v) { std::memcpy(p, &v, 2); }
 inline void put_u32(std::byte* p, uint32_t v) { std::memcpy(p, &v, 4); }
 inline void put_u64(std::byte* p, uint64_t v) { std::memcpy(p, &v, 8); }
-inline uint16_t get_u16(const std::byte* p) { uint16_t v; std::memcpy(&v, p, 2); return v; }
-inline uint32_t get_u32(const std::byte* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
-inline uint64_t get_u64(const std::byte* p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
+inline uint16_t get_u16(const std::byte* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+inline uint32_t get_u32(const std::byte* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+inline uint64_t get_u64(const std::byte* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
 
 // Writes header fields into p[0, kHeaderBytes).
 void write_header(std::byte* p, const Header& h);

@@ -2,7 +2,7 @@
 // header checks and checksums), and with its checksums recomputed (wire::reseal_for_testing),
 // so that mutations reach the structural checks, the zstd bomb guard and the dequantizers
 // instead of all stopping at a checksum. Any crash, sanitizer report, or broken contract
-// (__builtin_trap below) is a bug.
+// (__builtin_trap below) is a bug. Inputs alternate between the AVX2 and the scalar kernels.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "transport/codec.h"
+#include "transport/quantize.h"
 #include "transport/wire_format.h"
 
 namespace {
@@ -56,6 +57,9 @@ void check(std::span<const std::byte> p) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  // Alternate the AVX2 and the portable scalar kernels, so both are fuzzed.
+  static unsigned calls = 0;
+  kernels::force_scalar_kernels(++calls % 2 == 0);
   std::span<const std::byte> in(reinterpret_cast<const std::byte*>(data), size);
   check(in);
   std::vector<std::byte> copy(in.begin(), in.end());

@@ -17,17 +17,20 @@ int main(int argc, char** argv) {
   std::mt19937 rng(42);
   std::normal_distribution<float> d(0.0f, 0.01f);
   int written = 0;
-  for (Encoding e : {Encoding::kFp32, Encoding::kBf16, Encoding::kFp16, Encoding::kInt8, Encoding::kInt4}) {
+  for (Encoding e :
+       {Encoding::kFp32, Encoding::kBf16, Encoding::kFp16, Encoding::kInt8, Encoding::kInt4}) {
     for (uint64_t n : {0u, 1u, 77u, 600u}) {
       for (int zstd : {0, 3}) {
         std::vector<float> x(n);
         for (uint64_t i = 0; i < n; ++i) x[i] = (i % 32 < 16) ? 0.0f : d(rng);  // compressible
         Manifest m;
         m.add("w", {static_cast<int64_t>(n)});
-        auto p = encode(x, m, {.encoding = e, .block_size = 16, .zstd_level = zstd, .chunk_elements = 256});
-        std::string path = std::string(argv[1]) + "/" + std::string(encoding_name(e)) + "_n" + std::to_string(n) +
-                           "_z" + std::to_string(zstd) + ".bin";
-        std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(p.data()), p.size());
+        auto p = encode(
+            x, m, {.encoding = e, .block_size = 16, .zstd_level = zstd, .chunk_elements = 256});
+        std::string path = std::string(argv[1]) + "/" + std::string(encoding_name(e)) + "_n" +
+                           std::to_string(n) + "_z" + std::to_string(zstd) + ".bin";
+        std::ofstream(path, std::ios::binary)
+            .write(reinterpret_cast<const char*>(p.data()), p.size());
         ++written;
       }
     }

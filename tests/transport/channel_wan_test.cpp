@@ -55,3 +55,30 @@ TEST(ChannelWan, AddedLatencyDelaysEachMessage) {
 }
 
 }  // namespace longhaul::transport
+
+namespace longhaul::transport {
+
+// WebSocket pings keep a quiet connection alive well past the idle timeout (both ends always
+// have a read pending, so pings are answered); a message still flows afterwards.
+TEST(ChannelWan, PingsKeepAQuietConnectionAlive) {
+  auto so = test::server_options();
+  so.idle_timeout = std::chrono::seconds(1);  // ping after 0.5 s of silence, drop after 1 s
+  ChannelServer server(so);
+  std::atomic<int> closed{0};
+  server.on_close([&](std::shared_ptr<Connection>, std::string) { ++closed; });
+  server.on_message([](std::shared_ptr<Connection> c, Message m) { c->send(std::move(m)); });
+  server.start();
+  auto o = test::client_options(server.port(), test::test_pki().site_a);
+  o.idle_timeout = std::chrono::seconds(1);
+  ChannelClient client(o);
+  client.connect();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  EXPECT_TRUE(client.connected());
+  EXPECT_EQ(closed.load(), 0);
+  client.send(Message{"ping", {}, {}});
+  EXPECT_TRUE(client.receive(std::chrono::seconds(5)).has_value());
+  client.close();
+  server.stop();
+}
+
+}  // namespace longhaul::transport

@@ -27,7 +27,11 @@ struct Fixture {
     return v;
   }
   std::vector<std::byte> payload(int zstd = 0) const {
-    return encode(x, m, {.encoding = Encoding::kInt8, .block_size = 64, .zstd_level = zstd, .chunk_elements = 1024});
+    return encode(x, m,
+                  {.encoding = Encoding::kInt8,
+                   .block_size = 64,
+                   .zstd_level = zstd,
+                   .chunk_elements = 1024});
   }
 };
 
@@ -43,7 +47,9 @@ K decode_kind(const std::vector<std::byte>& p, uint64_t hash, uint64_t n = kN) {
   return K::kSizeMismatch;
 }
 
-void reseal(std::vector<std::byte>& p) { ASSERT_TRUE(wire::reseal_for_testing(p.data(), p.size())); }
+void reseal(std::vector<std::byte>& p) {
+  ASSERT_TRUE(wire::reseal_for_testing(p.data(), p.size()));
+}
 
 TEST(CodecCorruption, FlippedBitInEachChunkIsRejected) {
   Fixture f;
@@ -58,7 +64,8 @@ TEST(CodecCorruption, FlippedBitInEachChunkIsRejected) {
       for (uint64_t at : {off, off + len / 2, off + len - 1}) {
         auto bad = good;
         bad[at] ^= std::byte{0x10};
-        EXPECT_EQ(decode_kind(bad, f.m.hash()), K::kChunkChecksum) << "chunk " << i << " byte " << at;
+        EXPECT_EQ(decode_kind(bad, f.m.hash()), K::kChunkChecksum)
+            << "chunk " << i << " byte " << at;
         std::vector<float> acc(kN, 1.0f);
         EXPECT_THROW(decode_accumulate(bad, acc, 0.5f, f.m.hash()), DecodeError);
         EXPECT_EQ(acc, std::vector<float>(kN, 1.0f)) << "accumulator touched by a damaged payload";
@@ -126,38 +133,55 @@ TEST(CodecCorruption, LyingFieldsPastTheChecksumAreCaught) {
   using wire::put_u32;
   using wire::put_u64;
   // Chunk length one more / one less than its elements need.
-  EXPECT_EQ(decode_kind(forge([](std::byte* p) { put_u32(p + 40, wire::get_u32(p + 40) + 1); }), f.m.hash()),
+  EXPECT_EQ(decode_kind(forge([](std::byte* p) { put_u32(p + 40, wire::get_u32(p + 40) + 1); }),
+                        f.m.hash()),
             K::kChunkLength);
-  EXPECT_EQ(decode_kind(forge([](std::byte* p) { put_u32(p + 40, wire::get_u32(p + 40) - 1); }), f.m.hash()),
+  EXPECT_EQ(decode_kind(forge([](std::byte* p) { put_u32(p + 40, wire::get_u32(p + 40) - 1); }),
+                        f.m.hash()),
             K::kChunkLength);
   // Element count: one more (chunk lengths no longer add up), absurd (cap), chunk count lie.
-  EXPECT_EQ(decode_kind(forge([](std::byte* p) { put_u64(p + 16, kN + 1); }), f.m.hash()), K::kChunkLength);
-  EXPECT_EQ(decode_kind(forge([](std::byte* p) { put_u64(p + 16, 1ull << 50); }), f.m.hash()), K::kTooLarge);
-  EXPECT_EQ(decode_kind(forge([](std::byte* p) { put_u64(p + 16, ~0ull); }), f.m.hash()), K::kTooLarge);
+  EXPECT_EQ(decode_kind(forge([](std::byte* p) { put_u64(p + 16, kN + 1); }), f.m.hash()),
+            K::kChunkLength);
+  EXPECT_EQ(decode_kind(forge([](std::byte* p) { put_u64(p + 16, 1ull << 50); }), f.m.hash()),
+            K::kTooLarge);
+  EXPECT_EQ(decode_kind(forge([](std::byte* p) { put_u64(p + 16, ~0ull); }), f.m.hash()),
+            K::kTooLarge);
   try {
     inspect(good, kN - 1);
     ADD_FAILURE() << "cap ignored";
   } catch (const DecodeError& e) {
     EXPECT_EQ(e.kind(), K::kTooLarge);
   }
-  EXPECT_EQ(decode_kind(forge([](std::byte* p) { put_u64(p + 16, 100); }), f.m.hash()), K::kBadHeader);
+  EXPECT_EQ(decode_kind(forge([](std::byte* p) { put_u64(p + 16, 100); }), f.m.hash()),
+            K::kBadHeader);
   // Header fields out of range.
-  EXPECT_EQ(decode_kind(forge([](std::byte* p) { p[6] = std::byte{9}; }), f.m.hash()), K::kBadHeader);
+  EXPECT_EQ(decode_kind(forge([](std::byte* p) { p[6] = std::byte{9}; }), f.m.hash()),
+            K::kBadHeader);
   EXPECT_EQ(decode_kind(forge([](std::byte* p) { put_u32(p + 8, 0); }), f.m.hash()), K::kBadHeader);
-  EXPECT_EQ(decode_kind(forge([](std::byte* p) { put_u32(p + 8, 60); }), f.m.hash()), K::kBadHeader);
-  EXPECT_EQ(decode_kind(forge([](std::byte* p) { put_u32(p + 12, 0); }), f.m.hash()), K::kBadHeader);
-  EXPECT_EQ(decode_kind(forge([](std::byte* p) { p[7] = std::byte{1}; }), f.m.hash()), K::kBadHeader);
-  EXPECT_EQ(decode_kind(forge([](std::byte* p) { p[40 + 4] = std::byte{4}; }), f.m.hash()), K::kBadHeader);
-  // An uncompressed chunk claiming zstd (its stored length then equals, not undercuts, the raw size).
-  EXPECT_EQ(decode_kind(forge([](std::byte* p) { p[40 + 4] = std::byte{1}; }), f.m.hash()), K::kChunkLength);
+  EXPECT_EQ(decode_kind(forge([](std::byte* p) { put_u32(p + 8, 60); }), f.m.hash()),
+            K::kBadHeader);
+  EXPECT_EQ(decode_kind(forge([](std::byte* p) { put_u32(p + 12, 0); }), f.m.hash()),
+            K::kBadHeader);
+  EXPECT_EQ(decode_kind(forge([](std::byte* p) { p[7] = std::byte{1}; }), f.m.hash()),
+            K::kBadHeader);
+  EXPECT_EQ(decode_kind(forge([](std::byte* p) { p[40 + 4] = std::byte{4}; }), f.m.hash()),
+            K::kBadHeader);
+  // An uncompressed chunk claiming zstd (its stored length then equals, not undercuts, the raw
+  // size).
+  EXPECT_EQ(decode_kind(forge([](std::byte* p) { p[40 + 4] = std::byte{1}; }), f.m.hash()),
+            K::kChunkLength);
   // A scale that is NaN (0xffc0) or negative, with valid checksums.
   const uint64_t c0 = wire::table_end(5);
-  EXPECT_EQ(decode_kind(forge([&](std::byte* p) { put_u32(p + c0, 0xffc0ffc0u); }), f.m.hash()), K::kBadValue);
-  EXPECT_EQ(decode_kind(forge([&](std::byte* p) { wire::put_u16(p + c0 + 6, 0xbf80); }), f.m.hash()), K::kBadValue);
+  EXPECT_EQ(decode_kind(forge([&](std::byte* p) { put_u32(p + c0, 0xffc0ffc0u); }), f.m.hash()),
+            K::kBadValue);
+  EXPECT_EQ(
+      decode_kind(forge([&](std::byte* p) { wire::put_u16(p + c0 + 6, 0xbf80); }), f.m.hash()),
+      K::kBadValue);
 }
 
 // Replaces chunk 0 of a zstd payload by `frame` (must be shorter than the chunk's raw size).
-std::vector<std::byte> with_frame(const std::vector<std::byte>& good, const std::vector<std::byte>& frame) {
+std::vector<std::byte> with_frame(const std::vector<std::byte>& good,
+                                  const std::vector<std::byte>& frame) {
   const uint64_t tend = wire::table_end(wire::get_u32(good.data() + 32));
   const uint32_t len0 = wire::read_chunk_entry(good.data(), 0).stored_bytes;
   std::vector<std::byte> p(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(tend));
@@ -183,10 +207,12 @@ TEST(CodecCorruption, ZstdBombsAndBadFramesAreRejected) {
   Fixture f;
   const auto good = f.payload(3);
   const uint64_t raw0 = wire::raw_chunk_bytes(Encoding::kInt8, 1024, 64);
-  EXPECT_EQ(decode_kind(with_frame(good, zstd_frame(1u << 24, true)), f.m.hash()), K::kDecompress);  // bomb: 16 MiB in < 1 KiB
+  EXPECT_EQ(decode_kind(with_frame(good, zstd_frame(1u << 24, true)), f.m.hash()),
+            K::kDecompress);  // bomb: 16 MiB in < 1 KiB
   EXPECT_EQ(decode_kind(with_frame(good, zstd_frame(raw0 + 1, true)), f.m.hash()), K::kDecompress);
   EXPECT_EQ(decode_kind(with_frame(good, zstd_frame(raw0 - 1, true)), f.m.hash()), K::kDecompress);
-  EXPECT_EQ(decode_kind(with_frame(good, zstd_frame(raw0, false)), f.m.hash()), K::kDecompress);  // no size
+  EXPECT_EQ(decode_kind(with_frame(good, zstd_frame(raw0, false)), f.m.hash()),
+            K::kDecompress);  // no size
   auto two = zstd_frame(raw0 / 2, true);
   two.insert(two.end(), two.begin(), two.end());
   EXPECT_EQ(decode_kind(with_frame(good, two), f.m.hash()), K::kDecompress);  // two frames
@@ -200,7 +226,8 @@ TEST(CodecCorruption, ZstdBombsAndBadFramesAreRejected) {
 
 // Every seed of the fuzz corpus is either decoded or rejected with a DecodeError.
 TEST(CodecCorruption, SeedCorpusDecodesOrIsRejected) {
-  const std::filesystem::path dir = std::filesystem::path(LONGHAUL_SOURCE_DIR) / "tests/data/codec_seeds";
+  const std::filesystem::path dir =
+      std::filesystem::path(LONGHAUL_SOURCE_DIR) / "tests/data/codec_seeds";
   int seeds = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     std::ifstream in(entry.path(), std::ios::binary);

@@ -18,9 +18,12 @@ using namespace testing;
 // Largest allowed |x - decode(x)| for element i of x under options o.
 float bound(const std::vector<float>& x, size_t i, const CodecOptions& o) {
   switch (o.encoding) {
-    case Encoding::kFp32: return 0.0f;
-    case Encoding::kBf16: return std::abs(x[i]) * 0x1p-8f;
-    case Encoding::kFp16: return std::abs(x[i]) * 0x1p-11f + 0x1p-25f;
+    case Encoding::kFp32:
+      return 0.0f;
+    case Encoding::kBf16:
+      return std::abs(x[i]) * 0x1p-8f;
+    case Encoding::kFp16:
+      return std::abs(x[i]) * 0x1p-11f + 0x1p-25f;
     default: {
       const float levels = o.encoding == Encoding::kInt8 ? 127.0f : 7.0f;
       size_t b0 = i / o.block_size * o.block_size, b1 = std::min(x.size(), b0 + o.block_size);
@@ -48,7 +51,8 @@ void round_trip(uint64_t n, const CodecOptions& o, uint32_t seed) {
   std::vector<float> y(n, 123.0f);
   decode(payload, y, m.hash());
   for (size_t i = 0; i < n; ++i) {
-    ASSERT_LE(std::abs(x[i] - y[i]), bound(x, i, o)) << "element " << i << " x=" << x[i] << " y=" << y[i];
+    ASSERT_LE(std::abs(x[i] - y[i]), bound(x, i, o))
+        << "element " << i << " x=" << x[i] << " y=" << y[i];
   }
 }
 
@@ -93,7 +97,8 @@ TEST(CodecRoundTrip, RoundsToNearestEven) {
   x[0] = 127 * step, x[1] = 2.5f * step, x[2] = 3.5f * step, x[3] = -2.5f * step;
   Manifest m = flat_manifest(8);
   std::vector<float> y(8);
-  decode(encode(x, m, {.encoding = Encoding::kInt8, .block_size = 8, .chunk_elements = 8}), y, m.hash());
+  decode(encode(x, m, {.encoding = Encoding::kInt8, .block_size = 8, .chunk_elements = 8}), y,
+         m.hash());
   EXPECT_EQ(y[1], 2 * step);
   EXPECT_EQ(y[2], 4 * step);
   EXPECT_EQ(y[3], -2 * step);
@@ -147,13 +152,15 @@ TEST(CodecRoundTrip, DecodeAccumulateEqualsWeightedDecode) {
   Manifest m = flat_manifest(n);
   for (Encoding e : kAllEncodings) {
     for (int zstd : {0, 3}) {
-      auto payload = encode(gaussian(n, 13), m, {.encoding = e, .zstd_level = zstd, .chunk_elements = 8192});
+      auto payload =
+          encode(gaussian(n, 13), m, {.encoding = e, .zstd_level = zstd, .chunk_elements = 8192});
       std::vector<float> dec(n), acc = gaussian(n, 14), want = acc;
       decode(payload, dec, m.hash());
       const float w = 0.37f;
       for (uint64_t i = 0; i < n; ++i) want[i] = want[i] + w * dec[i];
       decode_accumulate(payload, acc, w, m.hash());
-      EXPECT_EQ(std::memcmp(acc.data(), want.data(), 4 * n), 0) << encoding_name(e) << " zstd " << zstd;
+      EXPECT_EQ(std::memcmp(acc.data(), want.data(), 4 * n), 0)
+          << encoding_name(e) << " zstd " << zstd;
     }
   }
 }
@@ -176,8 +183,16 @@ TEST(CodecRoundTrip, ZstdRecordedPerChunkAndSkippedWhenUseless) {
   EXPECT_EQ(q, encode(x, m, {.encoding = Encoding::kInt8, .chunk_elements = 8192}));
   // Worker threads change nothing in the bytes.
   auto g = gaussian(n, 17);
-  EXPECT_EQ(encode(g, m, {.encoding = Encoding::kBf16, .zstd_level = 3, .zstd_workers = 3, .chunk_elements = 4096}),
-            encode(g, m, {.encoding = Encoding::kBf16, .zstd_level = 3, .zstd_workers = 0, .chunk_elements = 4096}));
+  EXPECT_EQ(encode(g, m,
+                   {.encoding = Encoding::kBf16,
+                    .zstd_level = 3,
+                    .zstd_workers = 3,
+                    .chunk_elements = 4096}),
+            encode(g, m,
+                   {.encoding = Encoding::kBf16,
+                    .zstd_level = 3,
+                    .zstd_workers = 0,
+                    .chunk_elements = 4096}));
 }
 
 TEST(CodecRoundTrip, RejectsNonFiniteAndOutOfRangeInput) {
@@ -203,7 +218,9 @@ TEST(CodecRoundTrip, RejectsNonFiniteAndOutOfRangeInput) {
   // Feedback: an error leaves the residual untouched.
   std::vector<float> r = gaussian(n, 20), r0 = r;
   x[5] = std::nanf("");
-  EXPECT_THROW(encode_with_feedback(x, r, m, {.encoding = Encoding::kInt8, .block_size = 64, .chunk_elements = 64}), EncodeError);
+  EXPECT_THROW(encode_with_feedback(
+                   x, r, m, {.encoding = Encoding::kInt8, .block_size = 64, .chunk_elements = 64}),
+               EncodeError);
   EXPECT_EQ(r, r0);
 }
 
@@ -219,5 +236,23 @@ TEST(CodecRoundTrip, EncodingNamesAndOptionValidation) {
   EXPECT_THROW(encode(x, m, {}), InvariantError);  // manifest says 3, span holds 4
 }
 
+}  // namespace
+}  // namespace longhaul::transport
+
+namespace longhaul::transport {
+namespace {
+TEST(CodecRoundTrip, EncodeIntoReusesABufferAndGivesTheSameBytes) {
+  using namespace testing;
+  std::vector<std::byte> buf;
+  for (uint64_t n : {70000ull, 10ull, 30000ull}) {  // shrinking then growing
+    auto x = gaussian(n, 30 + n);
+    Manifest m = flat_manifest(n);
+    for (int zstd : {0, 1}) {
+      CodecOptions o{.encoding = Encoding::kInt8, .zstd_level = zstd, .chunk_elements = 8192};
+      encode_into(x, m, o, buf);
+      EXPECT_EQ(buf, encode(x, m, o)) << n;
+    }
+  }
+}
 }  // namespace
 }  // namespace longhaul::transport

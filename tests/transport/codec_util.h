@@ -24,8 +24,8 @@ inline std::vector<float> gaussian(uint64_t n, uint32_t seed, float stddev = 1e-
   return x;
 }
 
-inline constexpr Encoding kAllEncodings[] = {Encoding::kFp32, Encoding::kBf16, Encoding::kFp16, Encoding::kInt8,
-                                             Encoding::kInt4};
+inline constexpr Encoding kAllEncodings[] = {Encoding::kFp32, Encoding::kBf16, Encoding::kFp16,
+                                             Encoding::kInt8, Encoding::kInt4};
 
 inline double rms(const std::vector<float>& a) {
   double s = 0;
