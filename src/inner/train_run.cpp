@@ -1,5 +1,7 @@
 #include "inner/train_run.h"
 
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cmath>
 
@@ -55,6 +57,12 @@ RunSummary run_training(const TrainConfig& cfg, const RunOptions& opts) {
   // Share of the loop's time spent outside LibTorch calls (sampling, logging, bookkeeping),
   // evaluations and checkpoints excluded: the framework overhead scripts/bench-inner reports.
   double loop_seconds = 0, torch_seconds = 0;
+  auto cpu_seconds = [] {  // this process's user + system CPU time
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+  };
+  double loop_cpu_seconds = 0;
   const auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] {  // wall seconds of the whole run, evaluations and checkpoints included
     return elapsed_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -63,6 +71,7 @@ RunSummary run_training(const TrainConfig& cfg, const RunOptions& opts) {
   double seconds_at_log = elapsed();
   while (trainer.steps_done() < loop.steps) {
     const auto t0 = std::chrono::steady_clock::now();
+    const double cpu0 = cpu_seconds();
     const StepResult r = trainer.step();
     torch_seconds += r.seconds - r.data_seconds;
     if (!std::isfinite(r.loss))
@@ -79,6 +88,7 @@ RunSummary run_training(const TrainConfig& cfg, const RunOptions& opts) {
     }
     progress.step(r.step, r.loss, rate);
     loop_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    loop_cpu_seconds += cpu_seconds() - cpu0;
     if ((loop.eval_every > 0 && r.step % loop.eval_every == 0) || last) {
       summary.val_loss = trainer.evaluate();
       metrics.eval(r.step, summary.val_loss);
@@ -92,7 +102,9 @@ RunSummary run_training(const TrainConfig& cfg, const RunOptions& opts) {
   if (loop_seconds > 0) {
     LH_LOG(Info, "train") << "loop time outside LibTorch calls: "
                           << 100.0 * (1.0 - torch_seconds / loop_seconds) << "% of "
-                          << loop_seconds << " s";
+                          << loop_seconds << " s; cores busy during steps: "
+                          << loop_cpu_seconds / loop_seconds << " of " << at::get_num_threads()
+                          << " intra-op threads";
   }
   export_model(trainer.model(), dir);
   summary.steps = trainer.steps_done();
