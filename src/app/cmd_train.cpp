@@ -1,8 +1,10 @@
 // `longhaul train --config FILE [--run-dir DIR] [--set section.key=value ...] [--resume]`:
 // one site alone, no network. See src/inner/train_run.h for what the run dir holds.
 #include <CLI/CLI.hpp>
+#include <toml++/toml.h>
 
 #include <iostream>
+#include <sstream>
 
 #include "app/commands.h"
 #include "common/config_reader.h"
@@ -13,6 +15,17 @@
 namespace longhaul::app {
 
 namespace {
+// config.effective.toml must work from the run dir too: data.path (resolved against the config
+// file's directory) is written as an absolute path.
+std::string with_absolute_data_path(const std::string& effective, const std::string& data_path) {
+  toml::table t = toml::parse(effective);
+  if (auto* data = t["data"].as_table())
+    data->insert_or_assign("path", std::filesystem::absolute(data_path).lexically_normal().string());
+  std::ostringstream os;
+  os << t << "\n";
+  return os.str();
+}
+
 struct TrainArgs {
   std::string config;
   std::string run_dir;
@@ -36,7 +49,7 @@ void register_train(CLI::App& app, CommandFn& run) {
       inner::RunOptions opts;
       opts.run_dir = args->run_dir.empty() ? cfg.train.run_dir : std::filesystem::path(args->run_dir);
       opts.resume = args->resume;
-      opts.effective_toml = reader.effective_toml();
+      opts.effective_toml = with_absolute_data_path(reader.effective_toml(), cfg.data.path);
       auto summary = inner::run_training(cfg, opts);
       std::cout << "run dir: " << opts.run_dir.string() << "\n"
                 << "steps: " << summary.steps << "  final val_loss: " << summary.val_loss << "\n";

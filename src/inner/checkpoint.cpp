@@ -1,6 +1,7 @@
 #include "inner/checkpoint.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cstring>
@@ -45,6 +46,7 @@ nlohmann::json meta_to_json(const CheckpointMeta& m) {
 struct Parsed {
   CheckpointMeta meta;
   size_t payload_off = 0, payload_len = 0;
+  uint64_t payload_xxh3 = 0;  // checksum of the payload (the zip reader skips CRCs)
 };
 
 Parsed parse(const fs::path& path, const std::string& bytes) {
@@ -71,11 +73,14 @@ Parsed parse(const fs::path& path, const std::string& bytes) {
     p.meta.model = GptConfig::from_json(j.at("model"));
     p.meta.manifest_hash = j.at("manifest_hash");
     p.meta.extra = j.at("extra");
+    p.payload_xxh3 = j.at("payload_xxh3");
   } catch (const std::exception& e) {
     throw DataError(where + "bad checkpoint meta: " + e.what());
   }
   p.payload_off = kHeaderBytes + meta_len;
   p.payload_len = payload_len;
+  if (XXH3_64bits(bytes.data() + p.payload_off, p.payload_len) != p.payload_xxh3)
+    throw DataError(where + "checkpoint payload checksum mismatch (the file is damaged)");
   return p;
 }
 
@@ -98,7 +103,9 @@ void write_checkpoint(const fs::path& path, const CheckpointMeta& meta, torch::n
     payload.append(static_cast<const char*>(data), n);
     return n;
   });
-  std::string meta_text = meta_to_json(meta).dump();
+  auto meta_json = meta_to_json(meta);
+  meta_json["payload_xxh3"] = XXH3_64bits(payload.data(), payload.size());
+  std::string meta_text = meta_json.dump();
   std::string header(kMagic, 8);
   put<uint32_t>(header, kCheckpointVersion);
   put<uint32_t>(header, 0);

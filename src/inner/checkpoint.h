@@ -7,8 +7,9 @@
 //         16   uint64   M = length of the JSON meta block
 //         24   uint64   P = length of the payload
 //         32   M bytes  JSON meta: {"step", "tokens", "train_seconds", "sampler": {"seed","draws"},
-//                       "model": GptConfig, "manifest_hash", "extra": {...}}
-//     32 + M   P bytes  LibTorch archive (zip, CRC-checked): "model" (parameters by nanoGPT
+//                       "model": GptConfig, "manifest_hash", "extra": {...},
+//                       "payload_xxh3": XXH3-64 of the payload, checked on every read}
+//     32 + M   P bytes  LibTorch archive (zip): "model" (parameters by nanoGPT
 //                       name), "optimizer" (AdamW param groups + per-parameter step,
 //                       exp_avg, exp_avg_sq), "rng_cpu" (torch's default CPU generator state).
 // Written with AtomicFileWriter (temp file, fsync, rename): a crash leaves the previous file.

@@ -3,7 +3,8 @@
 //   {"event":"step","step":S,"loss":L,"lr":LR,"tokens":N,"tokens_per_s":R,"elapsed_s":E}
 //     S: optimizer steps done (1-based), L: mean training loss of step S's micro-batches
 //     (nats/token), LR: learning rate used by step S, N: training tokens consumed so far,
-//     R: tokens/s over the steps since the previous step line, E: seconds of training so far.
+//     R: tokens/s over the wall time since the previous step line, E: wall seconds of the
+//     run so far (evaluations and checkpoints included; continued across --resume).
 //   {"event":"eval","step":S,"val_loss":V}   V: mean validation loss (nats/token)
 #pragma once
 

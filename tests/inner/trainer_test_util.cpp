@@ -1,5 +1,6 @@
 #include "inner/trainer_test_util.h"
 
+#include <ftw.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -12,9 +13,18 @@ namespace longhaul::inner::testing {
 
 namespace fs = std::filesystem;
 
+namespace {
+// std::filesystem::remove_all binds to libtorch.so's exported copy, which crashes on a
+// non-empty directory in this wheel; nftw does the same job without it.
+void remove_tree(const fs::path& p) {
+  ::nftw(p.c_str(), [](const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); },
+         16, FTW_DEPTH | FTW_PHYS);
+}
+}  // namespace
+
 fs::path scratch_dir(const std::string& name) {
   fs::path p = fs::path(LONGHAUL_BUILD_DIR) / "test-scratch" / "inner" / name;
-  fs::remove_all(p);
+  remove_tree(p);
   fs::create_directories(p);
   return p;
 }

@@ -35,7 +35,7 @@ def main():
     work = os.path.abspath(a.work_dir)
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    good_corpus = os.path.join(a.source_dir, "tests/data/tiny_corpus")
+    good_corpus = os.path.join(os.path.abspath(a.source_dir), "tests/data/tiny_corpus")
 
     def path(name):
         return os.path.join(work, name)

@@ -63,8 +63,10 @@ TEST(ChannelReliability, SendReliableTimesOutWhenTheServerIsGone) {
   client.connect();
   server->stop();
   const auto t0 = std::chrono::steady_clock::now();
-  EXPECT_THROW(client.send_reliable(Message{"upload", {{"idempotency_key", "k"}}, {}}, 2s), ChannelError);
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+  // Each attempt gives up after retry_deadline (1 s); the overall timeout (5 s) leaves room for
+  // a second attempt even on a loaded machine. The upper bound only checks that it stops.
+  EXPECT_THROW(client.send_reliable(Message{"upload", {{"idempotency_key", "k"}}, {}}, 5s), ChannelError);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 60s);
   EXPECT_GE(client.attempts(), 2) << "should have retried";
 }
 
