@@ -1,2 +1,0 @@
-// placeholder translation unit so the library is never empty
-namespace longhaul::inner {}
