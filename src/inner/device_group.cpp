@@ -10,11 +10,11 @@
 #include <c10/core/DeviceGuard.h>
 #include <nlohmann/json.hpp>
 #include <torch/cuda.h>
-#include <xxhash.h>
 
 #include "common/error.h"
 #include "common/log.h"
 #include "inner/device_worker.h"
+#include "inner/flat_params.h"
 #include "inner/process_group.h"
 #include "inner/slowdown.h"
 
@@ -88,7 +88,8 @@ DeviceGroup::DeviceGroup(std::shared_ptr<torch::nn::Module> primary, ReplicaFact
       options_(std::move(options)),
       pg_(pg),
       device_balancer_(static_cast<int64_t>(std::max<size_t>(options_.devices.size(), 1)), options_.balance),
-      rank_balancer_(pg ? pg->world_size() : 1, options_.balance) {
+      rank_balancer_(pg ? pg->world_size() : 1, options_.balance),
+      rank_rate_(1, options_.balance) {
   LH_CHECK(primary_ != nullptr, "no primary model");
   LH_CHECK(!options_.devices.empty(), "no devices");
   LH_CHECK(options_.rebalance_every >= 1, "rebalance_every = ", options_.rebalance_every);
@@ -143,7 +144,7 @@ std::vector<int64_t> DeviceGroup::rank_split(int64_t batch) {
       std::accumulate(last_rank_split_.begin(), last_rank_split_.end(), int64_t{0}) != batch;
   if (step_ % options_.rebalance_every == 0 || total_changed) {
     // Every rank gathers the same rates and so computes the same split.
-    rank_balancer_.set_rates(pg_->all_gather(rank_rate_));
+    rank_balancer_.set_rates(pg_->all_gather(rank_rate_.measured_rate(0)));
     last_rank_split_ = options_.proportional
                            ? rank_balancer_.split(batch)
                            : proportional_split(batch, std::vector<double>(pg_->world_size(), 1.0), 0);
@@ -170,6 +171,9 @@ void DeviceGroup::run_devices(const torch::Tensor& inputs, const torch::Tensor& 
       model.zero_grad(/*set_to_none=*/true);
       if (share == 0) return;
       const Slowdown slowdown(options_.devices[i].slowdown);
+      // A 1-thread CPU worker's compute time is its thread's CPU time (see slowdown.h).
+      const bool cpu_timed = devices_[i].is_cpu() && options_.devices[i].threads == 1;
+      const double cpu0 = cpu_timed ? Slowdown::thread_cpu_seconds() : 0.0;
       const auto t0 = Clock::now();
       double loss_sum = 0.0;
       for (int64_t done = 0; done < share;) {
@@ -181,7 +185,10 @@ void DeviceGroup::run_devices(const torch::Tensor& inputs, const torch::Tensor& 
         done += b;
       }
       if (devices_[i].is_cuda()) torch::cuda::synchronize(devices_[i].index());
-      slowdown.pace(t0);
+      if (cpu_timed)
+        slowdown.pace(t0, Slowdown::thread_cpu_seconds() - cpu0);
+      else
+        slowdown.pace(t0);
       seconds[i] = seconds_since(t0);
       loss_sums[i] = loss_sum;
     });
@@ -266,11 +273,7 @@ GroupStepStats DeviceGroup::compute_gradients(const torch::Tensor& inputs, const
 
   std::vector<double> loss_sums(devices_.size(), 0.0);
   run_devices(inputs, targets, stats.rank_offset, split, batch, stats, loss_sums);
-  if (mine > 0 && stats.compute_seconds > 0.0) {
-    const double rate = static_cast<double>(mine) / stats.compute_seconds;
-    const double a = options_.balance.ema_alpha;
-    rank_rate_ = rank_rate_ == 0.0 ? rate : a * rate + (1.0 - a) * rank_rate_;
-  }
+  if (mine > 0 && stats.compute_seconds > 0.0) rank_rate_.record(0, mine, stats.compute_seconds);
   const auto t0 = Clock::now();
   stats.loss = combine(split, loss_sums);
   stats.combine_seconds = seconds_since(t0);
@@ -315,17 +318,8 @@ GroupStepStats DeviceGroup::train_step(const torch::Tensor& inputs, const torch:
 }
 
 uint64_t DeviceGroup::replica_hash(size_t i) const {
-  torch::NoGradGuard no_grad;
-  XXH3_state_t* st = XXH3_createState();
-  LH_CHECK(st != nullptr, "XXH3_createState");
-  XXH3_64bits_reset(st);
-  for (auto& p : unique_parameters(*replicas_.at(i))) {
-    torch::Tensor c = p.detach().to(torch::kCPU).contiguous();
-    XXH3_64bits_update(st, c.data_ptr(), c.nbytes());
-  }
-  const uint64_t h = XXH3_64bits_digest(st);
-  XXH3_freeState(st);
-  return h;
+  // The same hash the coordinator and sites compare (flat fp32 parameter bytes).
+  return params_hash(*replicas_.at(i));
 }
 
 int64_t DeviceGroup::verify_replicas() {

@@ -127,7 +127,7 @@ class DeviceGroup {
   std::vector<std::unique_ptr<DeviceWorker>> workers_;
   ThroughputBalancer device_balancer_;
   ThroughputBalancer rank_balancer_;
-  double rank_rate_ = 0.0;  // this rank's moving-average sequences/s
+  ThroughputBalancer rank_rate_;  // one worker: this rank's moving-average sequences/s
   std::vector<int64_t> last_rank_split_;
   std::vector<int64_t> last_split_;
   int64_t step_ = 0;

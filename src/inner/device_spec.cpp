@@ -2,7 +2,7 @@
 
 #include <sstream>
 
-#include <toml++/toml.hpp>
+#include <toml++/toml.h>
 
 #include "common/config_reader.h"
 

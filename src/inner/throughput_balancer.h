@@ -23,9 +23,13 @@ struct BalancerOptions {
   double ema_alpha = 0.5;
   // Sequences every worker gets while the batch has at least that many per worker.
   int64_t min_share = 1;
+  // Leading measurements per worker that are discarded (the first step pays one-time costs:
+  // allocator warm-up, lazy initialisation, CUDA context and kernels).
+  int64_t warmup = 1;
   // Chainable setters, LibTorch-options style.
   BalancerOptions& alpha(double a) { ema_alpha = a; return *this; }
   BalancerOptions& min(int64_t m) { min_share = m; return *this; }
+  BalancerOptions& skip(int64_t w) { warmup = w; return *this; }
 };
 
 class ThroughputBalancer {
@@ -53,6 +57,7 @@ class ThroughputBalancer {
  private:
   BalancerOptions options_;
   std::vector<double> rates_;
+  std::vector<int64_t> seen_;  // measurements received per worker (warm-up included)
 };
 
 // Largest-remainder apportionment of `total` over `weights` (>= 0, not all 0 unless total is

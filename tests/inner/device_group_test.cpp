@@ -4,7 +4,7 @@
 
 #include <numeric>
 
-#include <toml++/toml.hpp>
+#include <toml++/toml.h>
 
 #include "common/config_reader.h"
 #include "common/error.h"
@@ -51,23 +51,31 @@ TEST(DeviceGroup, WeightedGradientEqualsFullBatchGradient) {
   const auto want = grads_of(*reference);
 
   DeviceGroupOptions opts;
-  opts.devices = {cpu(1.0, 2), cpu(1.0, 3), cpu(1.0, 8)};
+  // Device 1 is emulated 3x slower, so after the warm-up step the split becomes uneven.
+  opts.devices = {cpu(1.0, 2), cpu(3.0, 3), cpu(1.0, 8)};
   auto primary = test::make_tiny_lm(shape, 1);
   DeviceGroup group(primary, test::tiny_lm_factory(shape), test::tiny_lm_micro_step(), opts);
   // First step: equal split (4, 4, 3); caps force 2, 2 and 1 micro-batches.
   auto stats = group.compute_gradients(x, y);
   ASSERT_EQ(stats.devices.size(), 3u);
-  EXPECT_EQ(stats.devices[0].sequences + stats.devices[1].sequences + stats.devices[2].sequences, batch);
+  EXPECT_EQ(stats.devices[0].sequences, 4);
+  EXPECT_EQ(stats.devices[1].sequences, 4);
+  EXPECT_EQ(stats.devices[2].sequences, 3);
   EXPECT_EQ(stats.devices[0].micro_batches, 2);
+  EXPECT_EQ(stats.devices[1].micro_batches, 2);
+  EXPECT_EQ(stats.devices[2].micro_batches, 1);
   EXPECT_NEAR(stats.loss, static_cast<test::TinyLmImpl&>(*reference).loss(x, y).item<double>(), 1e-5);
   expect_grads_near(grads_of(*primary), want);
 
-  // An uneven split (from measured rates) gives the same gradient.
-  auto stats2 = group.compute_gradients(x, y);
-  std::vector<int64_t> split;
-  for (auto& d : stats2.devices) split.push_back(d.sequences);
-  EXPECT_EQ(std::accumulate(split.begin(), split.end(), int64_t{0}), batch);
-  expect_grads_near(grads_of(*primary), want);
+  // Uneven splits (from measured rates) give the same gradient.
+  for (int s = 0; s < 3; ++s) {
+    stats = group.compute_gradients(x, y);
+    int64_t total = 0;
+    for (auto& d : stats.devices) total += d.sequences;
+    EXPECT_EQ(total, batch);
+    expect_grads_near(grads_of(*primary), want);
+  }
+  EXPECT_LT(stats.devices[1].sequences, stats.devices[0].sequences) << "the slow device kept an equal share";
 }
 
 // Training through the group matches one device step for step, replicas stay identical.
@@ -117,15 +125,17 @@ TEST(DeviceGroup, DivergedReplicaIsDetectedAndResynced) {
 // Issue 5 §3: with emulated speeds 1:2:4 the split converges to 1:2:4 within a few steps.
 TEST(DeviceGroup, SplitConvergesToEmulatedSpeeds) {
   TinyLmShape shape;
+  // Enough compute per sequence that fixed per-step costs do not skew the measured rates.
   shape.dim = 64;
-  shape.hidden = 256;
+  shape.hidden = 512;
   shape.vocab = 256;
-  shape.seq = 32;
+  shape.seq = 64;
   const int64_t batch = 28;
   DeviceGroupOptions opts;
-  // speeds 1:2:4 == slowdowns 4:2:1, on top of a common 2x so the fastest device also sleeps
-  // half the time and the three workers do not starve each other of the 2 cores.
-  opts.devices = {cpu(8.0), cpu(4.0), cpu(2.0)};
+  // speeds 1:2:4 == slowdowns 4:2:1, on top of a common 4x so that even the fastest device
+  // sleeps 3/4 of the time: the three emulated devices share this machine's 2 (busy) cores,
+  // which separate accelerators would not.
+  opts.devices = {cpu(16.0), cpu(8.0), cpu(4.0)};
   auto primary = test::make_tiny_lm(shape, 9);
   DeviceGroup group(primary, test::tiny_lm_factory(shape), test::tiny_lm_micro_step(), opts);
   std::vector<double> share(3, 0.0);
@@ -141,7 +151,7 @@ TEST(DeviceGroup, SplitConvergesToEmulatedSpeeds) {
   EXPECT_NEAR(share[2], 4.0 / 7.0, 0.08);
   const auto& r = group.balancer().measured_rates();
   EXPECT_GT(r[2] / r[0], 2.5);
-  EXPECT_LT(r[2] / r[0], 6.0);
+  EXPECT_LT(r[2] / r[0], 6.5);
 }
 
 TEST(DeviceGroup, SlowdownSleepsInProportion) {

@@ -9,6 +9,8 @@
 namespace longhaul::inner {
 namespace {
 
+const BalancerOptions kNoWarmup = BalancerOptions{}.skip(0);
+
 int64_t sum(const std::vector<int64_t>& v) { return std::accumulate(v.begin(), v.end(), int64_t{0}); }
 
 TEST(ThroughputBalancer, UnmeasuredWorkersSplitEqually) {
@@ -19,18 +21,18 @@ TEST(ThroughputBalancer, UnmeasuredWorkersSplitEqually) {
 }
 
 TEST(ThroughputBalancer, SplitIsProportionalToRates) {
-  ThroughputBalancer b(3);
+  ThroughputBalancer b(3, kNoWarmup);
   b.record(0, 10, 1.0);  // 10 seq/s
   b.record(1, 20, 1.0);  // 20 seq/s
   b.record(2, 40, 1.0);  // 40 seq/s
   EXPECT_EQ(b.split(70), (std::vector<int64_t>{10, 20, 40}));
   const auto s = b.split(29);
   EXPECT_EQ(sum(s), 29);
-  EXPECT_EQ(s, (std::vector<int64_t>{5, 8, 16}));  // 1 each + largest remainder of 26 by 1:2:4
+  EXPECT_EQ(s, (std::vector<int64_t>{4, 8, 17}));  // exact 4.14, 8.29, 16.57: largest remainder
 }
 
 TEST(ThroughputBalancer, MovingAverageFollowsNewRates) {
-  ThroughputBalancer b(1, BalancerOptions{}.alpha(0.5));
+  ThroughputBalancer b(1, BalancerOptions{}.alpha(0.5).skip(0));
   b.record(0, 10, 1.0);
   EXPECT_DOUBLE_EQ(b.measured_rate(0), 10.0);
   b.record(0, 30, 1.0);
@@ -40,18 +42,26 @@ TEST(ThroughputBalancer, MovingAverageFollowsNewRates) {
 }
 
 TEST(ThroughputBalancer, SlowWorkerKeepsMinimumShareAndUnmeasuredGetsMean) {
-  ThroughputBalancer b(3, BalancerOptions{}.min(1));
+  ThroughputBalancer b(3, BalancerOptions{}.min(1).skip(0));
   b.record(0, 1000, 1.0);
   b.record(1, 1, 1.0);  // 1000x slower: still gets one sequence to stay measured
   const auto s = b.split(12);
   EXPECT_EQ(sum(s), 12);
   EXPECT_GE(s[1], 1);
   // Worker 2 is unmeasured: it counts at the mean of the measured rates (500.5), so it gets
-  // about a third of the 9 sequences left after the minimums.
+  // about a third of the batch.
   EXPECT_NEAR(static_cast<double>(s[2]), 4.0, 1.0);
   // Fewer sequences than workers: nobody is guaranteed one.
   EXPECT_EQ(sum(b.split(2)), 2);
   EXPECT_EQ(b.split(0), (std::vector<int64_t>{0, 0, 0}));
+}
+
+TEST(ThroughputBalancer, WarmupMeasurementsAreDiscarded) {
+  ThroughputBalancer b(2, BalancerOptions{}.skip(1));
+  b.record(0, 10, 100.0);  // first step: one-time costs, ignored
+  EXPECT_EQ(b.measured_rate(0), 0.0);
+  b.record(0, 10, 1.0);
+  EXPECT_DOUBLE_EQ(b.measured_rate(0), 10.0);
 }
 
 TEST(ThroughputBalancer, SetRatesReplacesAll) {
@@ -74,6 +84,7 @@ TEST(ThroughputBalancer, RejectsBadOptions) {
   EXPECT_THROW(ThroughputBalancer(0), InvariantError);
   EXPECT_THROW(ThroughputBalancer(2, BalancerOptions{}.alpha(0.0)), InvariantError);
   EXPECT_THROW(ThroughputBalancer(2, BalancerOptions{}.alpha(1.5)), InvariantError);
+  EXPECT_THROW(ThroughputBalancer(2, BalancerOptions{}.skip(-1)), InvariantError);
 }
 
 }  // namespace
