@@ -3,17 +3,20 @@
 // an equal split, all measured in the same run on the same machine.
 //
 // Each device is a 1-thread CPU worker whose speed is emulated (inner/slowdown.h): speed s
-// becomes slowdown base · max(speeds) / s. `--base-slowdown` (default 2) slows every device
+// becomes slowdown base · max(speeds) / s. `--base-slowdown` (default 4) slows every device
 // alike so that the emulated devices, which here share the machine's cores, do not contend for
-// them the way separate accelerators would not. Every measurement is of full inner steps
+// them (separate accelerators would not). Every measurement is of full inner steps
 // (forward/backward of the site batch, gradient combine, AdamW step, replica sync) of a small
-// GPT, after warm-up steps that also let the balancer converge.
+// GPT, after warm-up steps that also let the balancer converge. The machine is shared and
+// noisy, so `--rounds` rounds each measure every configuration in turn (solo runs, proportional,
+// equal) and the medians are reported.
 // Output: one JSON line {"speeds":[..],"proportional_share_of_sum":..,"equal_share_of_sum":..,...}.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <numeric>
 #include <sstream>
 
@@ -32,9 +35,10 @@ namespace {
 struct BalanceArgs {
   std::string speeds = "1,2,4";
   int64_t batch_per_speed = 8;  // site batch = this x sum(speeds), in sequences
-  int64_t steps = 6;            // timed steps per measurement
-  int64_t warmup = 4;           // untimed steps first (balancer convergence)
-  double base_slowdown = 2.0;
+  int64_t steps = 4;            // timed steps per measurement
+  int64_t warmup = 3;           // untimed steps first (balancer convergence)
+  double base_slowdown = 4.0;
+  int64_t rounds = 5;           // every configuration measured once per round; medians reported
   int64_t seq = 64;             // tokens per sequence
 };
 
@@ -77,7 +81,13 @@ double measure(const std::vector<inner::DeviceSpec>& devices, bool proportional,
   for (int64_t s = 0; s < a.warmup; ++s) group.train_step(x, y, opt);
   const auto t0 = std::chrono::steady_clock::now();
   inner::GroupStepStats last;
-  for (int64_t s = 0; s < a.steps; ++s) last = group.train_step(x, y, opt);
+  for (int64_t s = 0; s < a.steps; ++s) {
+    const auto s0 = std::chrono::steady_clock::now();
+    last = group.train_step(x, y, opt);
+    LH_LOG(Debug, "bench") << "step " << s << " "
+                           << std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count()
+                           << " s, compute " << last.compute_seconds << " s";
+  }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (split_out) {
     split_out->clear();
@@ -109,17 +119,43 @@ int run_balance(const BalanceArgs& a) {
     d.max_micro_batch = 16;
     devices.push_back(d);
   }
-  std::vector<double> solo;
-  for (const auto& d : devices) solo.push_back(measure({d}, true, a, batch, cfg, nullptr));
-  const double solo_sum = std::accumulate(solo.begin(), solo.end(), 0.0);
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+  };
+  // One-time costs (allocator, lazy initialisation) on an unslowed device, outside any timing.
+  {
+    auto warm = devices.back();
+    warm.slowdown = 1.0;
+    BalanceArgs w = a;
+    w.warmup = 1;
+    w.steps = 1;
+    measure({warm}, true, w, batch, cfg, nullptr);
+  }
+  std::vector<std::vector<double>> solo_runs(devices.size());
+  std::vector<double> share_prop, share_equal, prop_runs, equal_runs;
   std::vector<int64_t> prop_split, equal_split;
-  const double prop = measure(devices, true, a, batch, cfg, &prop_split);
-  const double equal = measure(devices, false, a, batch, cfg, &equal_split);
+  for (int64_t r = 0; r < a.rounds; ++r) {
+    double solo_sum = 0.0;
+    for (size_t i = 0; i < devices.size(); ++i) {
+      solo_runs[i].push_back(measure({devices[i]}, true, a, batch, cfg, nullptr));
+      solo_sum += solo_runs[i].back();
+    }
+    prop_runs.push_back(measure(devices, true, a, batch, cfg, &prop_split));
+    equal_runs.push_back(measure(devices, false, a, batch, cfg, &equal_split));
+    share_prop.push_back(prop_runs.back() / solo_sum);
+    share_equal.push_back(equal_runs.back() / solo_sum);
+  }
+  std::vector<double> solo;
+  for (auto& runs : solo_runs) solo.push_back(median(runs));
+  const double solo_sum = std::accumulate(solo.begin(), solo.end(), 0.0);
+  const double prop = median(prop_runs), equal = median(equal_runs);
 
   nlohmann::json j;
   j["speeds"] = speeds;
-  j["proportional_share_of_sum"] = prop / solo_sum;
-  j["equal_share_of_sum"] = equal / solo_sum;
+  // Median over rounds of (site throughput / sum of that round's solo throughputs).
+  j["proportional_share_of_sum"] = median(share_prop);
+  j["equal_share_of_sum"] = median(share_equal);
   j["solo_seq_per_s"] = solo;
   j["sum_of_solo_seq_per_s"] = solo_sum;
   j["proportional_seq_per_s"] = prop;
@@ -129,6 +165,7 @@ int run_balance(const BalanceArgs& a) {
   j["batch"] = batch;
   j["base_slowdown"] = a.base_slowdown;
   j["steps"] = a.steps;
+  j["rounds"] = a.rounds;
   std::printf("%s\n", j.dump().c_str());
   return 0;
 }
@@ -148,6 +185,8 @@ void register_bench_balance(CLI::App& app, CommandFn& run) {
                   "slowdown of the fastest device (>= 1; keeps emulated devices off each other's cores)")
       ->check(CLI::Range(1.0, 100.0));
   cmd->add_option("--seq", args->seq, "tokens per sequence")->check(CLI::Range(2, 1024));
+  cmd->add_option("--rounds", args->rounds, "measure every configuration this many times; report medians")
+      ->check(CLI::Range(1, 100));
   cmd->callback([&run, args] { run = [args] { return run_balance(*args); }; });
 }
 
