@@ -1,0 +1,135 @@
+#include "inner/trainer.h"
+
+#include <chrono>
+
+#include "common/error.h"
+#include "inner/device.h"
+#include "inner/flat_params.h"
+#include "inner/inner_optimizer.h"
+#include "inner/lr_schedule.h"
+
+namespace longhaul::inner {
+
+namespace {
+Gpt build_model(const TrainConfig& cfg, const torch::Device& device) {
+  if (cfg.train.threads > 0) torch::set_num_threads(static_cast<int>(cfg.train.threads));
+  torch::manual_seed(static_cast<uint64_t>(cfg.train.seed));
+  Gpt model(cfg.model);
+  model->to(device);
+  model->train();
+  return model;
+}
+}  // namespace
+
+Trainer::Trainer(const TrainConfig& cfg, std::shared_ptr<const Corpus> corpus)
+    : cfg_(cfg),
+      corpus_(std::move(corpus)),
+      device_(parse_device(cfg.train.device)),
+      model_(build_model(cfg_, device_)),
+      optimizer_(make_inner_optimizer(model_, cfg_.optim)),
+      sampler_(corpus_->train, cfg_.train.batch_size, cfg_.model.block_size,
+               static_cast<uint64_t>(cfg_.train.seed)) {}
+
+torch::Tensor Trainer::forward_backward(const Batch& batch, double scale) {
+  auto x = batch.x.to(device_, /*non_blocking=*/true);  // [B, T] int64
+  auto y = batch.y.to(device_, /*non_blocking=*/true);  // [B, T] int64
+  torch::Tensor loss;                                    // [] fp32, mean CE (nats/token)
+  {
+    AutocastGuard autocast(device_, cfg_.train.bf16_autocast);
+    loss = model_->loss(x, y);
+  }
+  (scale == 1.0 ? loss : loss * scale).backward();
+  return loss.detach();
+}
+
+StepResult Trainer::step() {
+  const auto t0 = std::chrono::steady_clock::now();
+  const double lr = lr_at(step_, cfg_.optim);
+  set_lr(*optimizer_, lr);
+  optimizer_->zero_grad(/*set_to_none=*/true);
+
+  const int64_t accum = cfg_.train.grad_accum;
+  torch::Tensor loss_sum;  // [] on device_; one host sync per step, not per micro-batch
+  double data_seconds = 0;
+  for (int64_t micro = 0; micro < accum; ++micro) {
+    const auto d0 = std::chrono::steady_clock::now();
+    Batch batch = sampler_.next();
+    data_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - d0).count();
+    torch::Tensor loss = forward_backward(batch, 1.0 / static_cast<double>(accum));
+    loss_sum = micro == 0 ? loss : loss_sum + loss;
+  }
+  const double grad_norm = clip_grad_norm(*model_, cfg_.optim.grad_clip);
+  optimizer_->step();
+
+  ++step_;
+  tokens_ += tokens_per_step();
+  StepResult r;
+  r.step = step_;
+  r.loss = loss_sum.item<double>() / static_cast<double>(accum);
+  r.lr = lr;
+  r.grad_norm = grad_norm;
+  r.tokens = tokens_;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.data_seconds = data_seconds;
+  train_seconds_ += r.seconds;
+  return r;
+}
+
+TrainStats Trainer::train_steps(int64_t n, const std::function<void(const StepResult&)>& on_step) {
+  TrainStats s;
+  double loss_sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    StepResult r = step();
+    ++s.steps;
+    s.tokens += tokens_per_step();
+    s.seconds += r.seconds;
+    loss_sum += r.loss;
+    s.last_loss = r.loss;
+    if (on_step) on_step(r);
+  }
+  s.mean_loss = s.steps ? loss_sum / static_cast<double>(s.steps) : 0.0;
+  return s;
+}
+
+double Trainer::evaluate() {
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  const int64_t B = cfg_.train.batch_size, T = cfg_.model.block_size;
+  const auto offsets = evenly_spaced_offsets(corpus_->val.size(), T, cfg_.train.eval_batches * B);
+  double sum = 0;
+  for (int64_t b = 0; b < cfg_.train.eval_batches; ++b) {
+    std::vector<int64_t> part(offsets.begin() + b * B, offsets.begin() + (b + 1) * B);
+    Batch batch = make_batch(corpus_->val, part, T);
+    AutocastGuard autocast(device_, cfg_.train.bf16_autocast);
+    sum += model_->loss(batch.x.to(device_), batch.y.to(device_)).item<double>();
+  }
+  model_->train();
+  return sum / static_cast<double>(cfg_.train.eval_batches);
+}
+
+void Trainer::save_checkpoint(const std::filesystem::path& path, const nlohmann::json& extra) {
+  CheckpointMeta m;
+  m.step = step_;
+  m.tokens = tokens_;
+  m.train_seconds = train_seconds_;
+  m.sampler = sampler_.state();
+  m.model = cfg_.model;
+  m.manifest_hash = param_manifest(*model_).hash();
+  m.extra = extra;
+  write_checkpoint(path, m, *model_, *optimizer_);
+}
+
+CheckpointMeta Trainer::load_checkpoint(const std::filesystem::path& path) {
+  CheckpointMeta m = read_checkpoint(path, *model_, *optimizer_, cfg_.model, device_);
+  if (m.sampler.seed != static_cast<uint64_t>(cfg_.train.seed))
+    throw DataError(path.string() + ": checkpoint was written with train.seed = " +
+                    std::to_string(m.sampler.seed) + ", the config says " +
+                    std::to_string(cfg_.train.seed));
+  step_ = m.step;
+  tokens_ = m.tokens;
+  train_seconds_ = m.train_seconds;
+  sampler_.set_state(m.sampler);
+  return m;
+}
+
+}  // namespace longhaul::inner
