@@ -3,7 +3,7 @@
 // an equal split, all measured in the same run on the same machine.
 //
 // Each device is a 1-thread CPU worker whose speed is emulated (inner/slowdown.h): speed s
-// becomes slowdown base · max(speeds) / s. `--base-slowdown` (default 4) slows every device
+// becomes slowdown base · max(speeds) / s. `--base-slowdown` (default 8) slows every device
 // alike so that the emulated devices, which here share the machine's cores, do not contend for
 // them (separate accelerators would not). Every measurement is of full inner steps
 // (forward/backward of the site batch, gradient combine, AdamW step, replica sync) of a small
@@ -34,12 +34,15 @@ namespace {
 
 struct BalanceArgs {
   std::string speeds = "1,2,4";
-  int64_t batch_per_speed = 8;  // site batch = this x sum(speeds), in sequences
-  int64_t steps = 4;            // timed steps per measurement
+  int64_t batch_per_speed = 4;  // site batch = this x sum(speeds), in sequences
+  int64_t steps = 3;            // timed steps per measurement
   int64_t warmup = 3;           // untimed steps first (balancer convergence)
-  double base_slowdown = 4.0;
+  double base_slowdown = 8.0;
+  bool verbose = false;         // per-step and per-device timings on stderr
   int64_t rounds = 5;           // every configuration measured once per round; medians reported
   int64_t seq = 64;             // tokens per sequence
+  int64_t micro_batch = 4;      // every device's max_micro_batch: the same micro-batch size in
+                                // solo and combined runs, so per-sequence cost is comparable
 };
 
 std::vector<double> parse_speeds(const std::string& s) {
@@ -97,6 +100,7 @@ double measure(const std::vector<inner::DeviceSpec>& devices, bool proportional,
 }
 
 int run_balance(const BalanceArgs& a) {
+  if (a.verbose) set_log_level(LogLevel::kDebug);
   const auto speeds = parse_speeds(a.speeds);
   const double fastest = *std::max_element(speeds.begin(), speeds.end());
   const double speed_sum = std::accumulate(speeds.begin(), speeds.end(), 0.0);
@@ -116,7 +120,7 @@ int run_balance(const BalanceArgs& a) {
     d.device = "cpu";
     d.threads = 1;
     d.slowdown = a.base_slowdown * fastest / s;
-    d.max_micro_batch = 16;
+    d.max_micro_batch = a.micro_batch;
     devices.push_back(d);
   }
   auto median = [](std::vector<double> v) {
@@ -166,6 +170,7 @@ int run_balance(const BalanceArgs& a) {
   j["base_slowdown"] = a.base_slowdown;
   j["steps"] = a.steps;
   j["rounds"] = a.rounds;
+  j["micro_batch"] = a.micro_batch;
   std::printf("%s\n", j.dump().c_str());
   return 0;
 }
@@ -185,6 +190,8 @@ void register_bench_balance(CLI::App& app, CommandFn& run) {
                   "slowdown of the fastest device (>= 1; keeps emulated devices off each other's cores)")
       ->check(CLI::Range(1.0, 100.0));
   cmd->add_option("--seq", args->seq, "tokens per sequence")->check(CLI::Range(2, 1024));
+  cmd->add_option("--micro-batch", args->micro_batch, "max_micro_batch of every device")->check(CLI::Range(1, 4096));
+  cmd->add_flag("--verbose", args->verbose, "log every step's and device's timings (stderr)");
   cmd->add_option("--rounds", args->rounds, "measure every configuration this many times; report medians")
       ->check(CLI::Range(1, 100));
   cmd->callback([&run, args] { run = [args] { return run_balance(*args); }; });

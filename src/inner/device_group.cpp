@@ -185,10 +185,12 @@ void DeviceGroup::run_devices(const torch::Tensor& inputs, const torch::Tensor& 
         done += b;
       }
       if (devices_[i].is_cuda()) torch::cuda::synchronize(devices_[i].index());
-      if (cpu_timed)
-        slowdown.pace(t0, Slowdown::thread_cpu_seconds() - cpu0);
-      else
-        slowdown.pace(t0);
+      const double compute_wall = seconds_since(t0);
+      const double compute_cpu = cpu_timed ? Slowdown::thread_cpu_seconds() - cpu0 : compute_wall;
+      const double slept = slowdown.pace(t0, compute_cpu);
+      LH_LOG(Debug, "devices") << device_label(options_.devices[i], i) << ": " << share
+                               << " sequences, compute " << compute_wall << " s wall, " << compute_cpu
+                               << " s cpu, slept " << slept << " s";
       seconds[i] = seconds_since(t0);
       loss_sums[i] = loss_sum;
     });
