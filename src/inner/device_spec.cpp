@@ -20,7 +20,8 @@ bool valid_device_string(const std::string& s) {
 }  // namespace
 
 std::vector<DeviceSpec> read_device_specs(ConfigReader& cfg, std::string_view key,
-                                          std::vector<DeviceSpec> def) {
+                                          std::vector<DeviceSpec> def,
+                                          int64_t default_max_micro_batch) {
   const toml::node* node = cfg.raw(key);
   if (!node) return def;
   const auto* arr = node->as_array();
@@ -33,6 +34,7 @@ std::vector<DeviceSpec> read_device_specs(ConfigReader& cfg, std::string_view ke
     const auto* tbl = (*arr)[i].as_table();
     if (!tbl) cfg.fail(at, "a table like { device = \"cpu\" }");
     DeviceSpec spec;
+    spec.max_micro_batch = default_max_micro_batch;
     for (const auto& [k, v] : *tbl) {
       const std::string field = at + "." + std::string(k.str());
       if (k == "device") {

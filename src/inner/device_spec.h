@@ -31,8 +31,10 @@ struct DeviceSpec {
 // Reads the array of tables at `key` (e.g. "train.devices"). Absent -> `def`. Every bad entry
 // throws ConfigError naming file, "key[i].field", the value and what was expected; unknown
 // fields inside an entry are rejected too.
+// `default_max_micro_batch` is an entry's max_micro_batch when it names none.
 std::vector<DeviceSpec> read_device_specs(ConfigReader& cfg, std::string_view key,
-                                          std::vector<DeviceSpec> def);
+                                          std::vector<DeviceSpec> def,
+                                          int64_t default_max_micro_batch = 8);
 
 // "cpu#1(threads=1,slowdown=2)" style label for logs and metrics; `index` is the list position.
 std::string device_label(const DeviceSpec& spec, size_t index);
