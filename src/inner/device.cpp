@@ -21,15 +21,17 @@ torch::Device parse_device(const std::string& spec) {
                          ? std::from_chars(first, last, index)
                          : std::from_chars_result{first, std::errc::invalid_argument};
     if (ec != std::errc() || ptr != last || index < 0)
-      throw UserError("device = \"" + spec + "\": expected \"cpu\", \"cuda\" or \"cuda:N\" (N a GPU index >= 0)");
+      throw UserError("device = \"" + spec +
+                      "\": expected \"cpu\", \"cuda\" or \"cuda:N\" (N a GPU index >= 0)");
   }
   if (!cuda_available())
     throw UserError("device = \"" + spec +
-                    "\": CUDA is not available here (no GPU visible to LibTorch or no driver); use device = \"cpu\"");
+                    "\": CUDA is not available here (no GPU visible to LibTorch or no driver); use "
+                    "device = \"cpu\"");
   const int count = static_cast<int>(torch::cuda::device_count());
   if (index >= count)
-    throw UserError(detail::concat("device = \"", spec, "\": only ", count, " CUDA device(s) visible (cuda:0..cuda:",
-                                   count - 1, ")"));
+    throw UserError(detail::concat("device = \"", spec, "\": only ", count,
+                                   " CUDA device(s) visible (cuda:0..cuda:", count - 1, ")"));
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 

@@ -1,9 +1,9 @@
 // Device selection ("cpu" | "cuda" | "cuda:N") and bf16 autocast for the inner loop.
 #pragma once
 
-#include <string>
-
 #include <torch/torch.h>
+
+#include <string>
 
 namespace longhaul::inner {
 

@@ -1,8 +1,8 @@
 #include "inner/flat_params.h"
 
-#include <cstring>
-
 #include <xxhash.h>
+
+#include <cstring>
 
 #include "common/error.h"
 
@@ -29,7 +29,8 @@ void params_to_flat(torch::nn::Module& m, std::span<float> out) {
   uint64_t offset = 0;
   for (const auto& p : m.parameters(/*recurse=*/true)) {
     const auto n = static_cast<uint64_t>(p.numel());
-    LH_CHECK(offset + n <= out.size(), "flat vector too small: ", out.size(), " elements, parameters need more");
+    LH_CHECK(offset + n <= out.size(), "flat vector too small: ", out.size(),
+             " elements, parameters need more");
     auto dst = torch::from_blob(out.data() + offset, p.sizes(), torch::kFloat32);
     dst.copy_(p.detach());  // device -> host and dtype -> fp32 in one step
     offset += n;
@@ -48,7 +49,8 @@ void flat_to_params(torch::nn::Module& m, std::span<const float> in) {
   uint64_t offset = 0;
   for (auto& p : m.parameters(/*recurse=*/true)) {
     const auto n = static_cast<uint64_t>(p.numel());
-    LH_CHECK(offset + n <= in.size(), "flat vector too small: ", in.size(), " elements, parameters need more");
+    LH_CHECK(offset + n <= in.size(), "flat vector too small: ", in.size(),
+             " elements, parameters need more");
     auto src = torch::from_blob(const_cast<float*>(in.data() + offset), p.sizes(), torch::kFloat32);
     p.copy_(src);
     offset += n;

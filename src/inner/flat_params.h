@@ -3,11 +3,11 @@
 // For a Gpt these are nanoGPT's names (see gpt.h); the tied lm_head is not in the vector.
 #pragma once
 
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <span>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "transport/manifest.h"
 

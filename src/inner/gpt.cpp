@@ -9,6 +9,13 @@ namespace longhaul::inner {
 
 namespace F = torch::nn::functional;
 
+namespace {
+// Dropout that costs nothing (no dispatch) when p = 0, the default, or in eval mode.
+torch::Tensor maybe_dropout(const torch::Tensor& x, double p, bool training) {
+  return p > 0.0 && training ? F::dropout(x, F::DropoutFuncOptions().p(p).training(true)) : x;
+}
+}  // namespace
+
 LayerNormImpl::LayerNormImpl(int64_t ndim, bool has_bias) {
   weight = register_parameter("weight", torch::ones({ndim}));
   if (has_bias) bias = register_parameter("bias", torch::zeros({ndim}));
@@ -20,30 +27,38 @@ torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
 
 CausalSelfAttentionImpl::CausalSelfAttentionImpl(const GptConfig& cfg)
     : n_head_(cfg.n_head), n_embd_(cfg.n_embd), dropout_(cfg.dropout) {
-  c_attn = register_module("c_attn", torch::nn::Linear(torch::nn::LinearOptions(cfg.n_embd, 3 * cfg.n_embd).bias(cfg.bias)));
-  c_proj = register_module("c_proj", torch::nn::Linear(torch::nn::LinearOptions(cfg.n_embd, cfg.n_embd).bias(cfg.bias)));
+  c_attn = register_module(
+      "c_attn",
+      torch::nn::Linear(torch::nn::LinearOptions(cfg.n_embd, 3 * cfg.n_embd).bias(cfg.bias)));
+  c_proj = register_module(
+      "c_proj", torch::nn::Linear(torch::nn::LinearOptions(cfg.n_embd, cfg.n_embd).bias(cfg.bias)));
 }
 
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2), hs = C / n_head_;
-  auto qkv = c_attn(x).split(n_embd_, /*dim=*/2);  // 3 x [B, T, C]
+  auto qkv = c_attn(x).split(n_embd_, /*dim=*/2);             // 3 x [B, T, C]
   auto q = qkv[0].view({B, T, n_head_, hs}).transpose(1, 2);  // [B, nh, T, hs]
   auto k = qkv[1].view({B, T, n_head_, hs}).transpose(1, 2);
   auto v = qkv[2].view({B, T, n_head_, hs}).transpose(1, 2);
-  auto y = torch::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, is_training() ? dropout_ : 0.0,
-                                               /*is_causal=*/true);  // [B, nh, T, hs]
+  auto y =
+      torch::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, is_training() ? dropout_ : 0.0,
+                                          /*is_causal=*/true);  // [B, nh, T, hs]
   y = y.transpose(1, 2).contiguous().view({B, T, C});
-  return F::dropout(c_proj(y), F::DropoutFuncOptions().p(dropout_).training(is_training()));
+  return maybe_dropout(c_proj(y), dropout_, is_training());
 }
 
 MlpImpl::MlpImpl(const GptConfig& cfg) : dropout_(cfg.dropout) {
-  c_fc = register_module("c_fc", torch::nn::Linear(torch::nn::LinearOptions(cfg.n_embd, 4 * cfg.n_embd).bias(cfg.bias)));
-  c_proj = register_module("c_proj", torch::nn::Linear(torch::nn::LinearOptions(4 * cfg.n_embd, cfg.n_embd).bias(cfg.bias)));
+  c_fc = register_module(
+      "c_fc",
+      torch::nn::Linear(torch::nn::LinearOptions(cfg.n_embd, 4 * cfg.n_embd).bias(cfg.bias)));
+  c_proj = register_module(
+      "c_proj",
+      torch::nn::Linear(torch::nn::LinearOptions(4 * cfg.n_embd, cfg.n_embd).bias(cfg.bias)));
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
   auto h = torch::gelu(c_fc(x), "none");  // exact erf GELU, as nn.GELU()
-  return F::dropout(c_proj(h), F::DropoutFuncOptions().p(dropout_).training(is_training()));
+  return maybe_dropout(c_proj(h), dropout_, is_training());
 }
 
 BlockImpl::BlockImpl(const GptConfig& cfg) {
@@ -76,11 +91,10 @@ GptImpl::GptImpl(const GptConfig& cfg) : cfg_(cfg) {
     const std::string& name = item.key();
     torch::Tensor& p = item.value();
     const bool is_ln = name.find(".ln_") != std::string::npos;
-    const bool is_weight = name.size() >= 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
     if (is_ln) continue;
-    if (!is_weight) {
+    if (!name.ends_with(".weight")) {
       p.zero_();  // Linear biases
-    } else if (name.size() >= 14 && name.compare(name.size() - 14, 14, "c_proj.weight") == 0) {
+    } else if (name.ends_with(".c_proj.weight")) {
       p.normal_(0.0, proj_std);
     } else {
       p.normal_(0.0, 0.02);  // wte (= lm_head), wpe, c_attn, c_fc
@@ -89,13 +103,15 @@ GptImpl::GptImpl(const GptConfig& cfg) : cfg_(cfg) {
 }
 
 torch::Tensor GptImpl::forward(const torch::Tensor& idx) {
-  LH_CHECK(idx.dim() == 2 && idx.scalar_type() == torch::kLong, "idx must be [B, T] int64, got ", idx.sizes(), " ",
-           idx.scalar_type());
+  LH_CHECK(idx.dim() == 2 && idx.scalar_type() == torch::kLong, "idx must be [B, T] int64, got ",
+           idx.sizes(), " ", idx.scalar_type());
   const int64_t T = idx.size(1);
-  LH_CHECK(T >= 1 && T <= cfg_.block_size, "sequence length ", T, " outside [1, block_size = ", cfg_.block_size, "]");
-  auto pos = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(idx.device()));  // [T]
-  auto x = transformer->wte(idx) + transformer->wpe(pos);                                         // [B, T, C]
-  x = F::dropout(x, F::DropoutFuncOptions().p(cfg_.dropout).training(is_training()));
+  LH_CHECK(T >= 1 && T <= cfg_.block_size, "sequence length ", T,
+           " outside [1, block_size = ", cfg_.block_size, "]");
+  auto pos =
+      torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(idx.device()));  // [T]
+  auto x = transformer->wte(idx) + transformer->wpe(pos);  // [B, T, C]
+  x = maybe_dropout(x, cfg_.dropout, is_training());
   for (const auto& block : *transformer->h) x = block->as<BlockImpl>()->forward(x);
   x = transformer->ln_f(x);
   return torch::linear(x, transformer->wte->weight);  // tied lm_head, no bias: [B, T, vocab]
@@ -104,8 +120,8 @@ torch::Tensor GptImpl::forward(const torch::Tensor& idx) {
 torch::Tensor GptImpl::loss(const torch::Tensor& idx, const torch::Tensor& targets) {
   LH_CHECK(targets.sizes() == idx.sizes(), "targets ", targets.sizes(), " vs idx ", idx.sizes());
   auto logits = forward(idx);
-  return torch::cross_entropy_loss(logits.view({-1, logits.size(-1)}), targets.reshape({-1}), /*weight=*/{},
-                                   at::Reduction::Mean, /*ignore_index=*/-1);
+  return torch::cross_entropy_loss(logits.view({-1, logits.size(-1)}), targets.reshape({-1}),
+                                   /*weight=*/{}, at::Reduction::Mean, /*ignore_index=*/-1);
 }
 
 int64_t GptImpl::num_parameters() const {

@@ -5,9 +5,9 @@
 //
 // Parameter names are nanoGPT's state_dict names, in nanoGPT's named_parameters() order:
 //   transformer.wte.weight [vocab, C], transformer.wpe.weight [block, C],
-//   transformer.h.{i}.ln_1.{weight,bias}, .attn.c_attn.{weight [3C, C], bias}, .attn.c_proj.{weight,bias},
-//   .ln_2.{weight,bias}, .mlp.c_fc.{weight [4C, C], bias}, .mlp.c_proj.{weight [C, 4C], bias},
-//   transformer.ln_f.{weight,bias}.
+//   transformer.h.{i}.ln_1.{weight,bias}, .attn.c_attn.{weight [3C, C], bias},
+//   .attn.c_proj.{weight,bias}, .ln_2.{weight,bias}, .mlp.c_fc.{weight [4C, C], bias},
+//   .mlp.c_proj.{weight [C, 4C], bias}, transformer.ln_f.{weight,bias}.
 // lm_head.weight is the same tensor as transformer.wte.weight; it is not a separate parameter and
 // appears only in exports (export_model), as in nanoGPT's state_dict. These names are the wire
 // manifest too (flat_params.h): keep them stable.

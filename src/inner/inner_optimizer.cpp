@@ -8,25 +8,29 @@ namespace longhaul::inner {
 
 void InnerOptimConfig::validate() const {
   auto bad = [](const char* field, auto v, const char* expected) {
-    return ConfigError(detail::concat("optimizer config: ", field, " = ", v, ", expected ", expected));
+    return ConfigError(
+        detail::concat("optimizer config: ", field, " = ", v, ", expected ", expected));
   };
   if (!(lr > 0 && std::isfinite(lr))) throw bad("lr", lr, "a finite number > 0");
   if (!(min_lr >= 0 && min_lr <= lr)) throw bad("min_lr", min_lr, "a number in [0, lr]");
   if (!(beta1 >= 0 && beta1 < 1)) throw bad("beta1", beta1, "a number in [0, 1)");
   if (!(beta2 >= 0 && beta2 < 1)) throw bad("beta2", beta2, "a number in [0, 1)");
   if (!(eps > 0 && std::isfinite(eps))) throw bad("eps", eps, "a finite number > 0");
-  if (!(weight_decay >= 0 && std::isfinite(weight_decay))) throw bad("weight_decay", weight_decay, "a finite number >= 0");
+  if (!(weight_decay >= 0 && std::isfinite(weight_decay)))
+    throw bad("weight_decay", weight_decay, "a finite number >= 0");
   if (warmup_steps < 0) throw bad("warmup_steps", warmup_steps, "an integer >= 0");
   if (decay_steps <= warmup_steps)
-    throw ConfigError(detail::concat("optimizer config: decay_steps = ", decay_steps, " must be > warmup_steps = ",
-                                     warmup_steps));
-  if (!(grad_clip >= 0 && std::isfinite(grad_clip))) throw bad("grad_clip", grad_clip, "a finite number >= 0 (0 disables)");
+    throw ConfigError(detail::concat("optimizer config: decay_steps = ", decay_steps,
+                                     " must be > warmup_steps = ", warmup_steps));
+  if (!(grad_clip >= 0 && std::isfinite(grad_clip)))
+    throw bad("grad_clip", grad_clip, "a finite number >= 0 (0 disables)");
 }
 
 std::unique_ptr<torch::optim::AdamW> make_inner_optimizer(Gpt& model, const InnerOptimConfig& cfg) {
   cfg.validate();
   std::vector<torch::Tensor> decay, no_decay;
-  for (const auto& p : model->parameters(/*recurse=*/true)) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  for (const auto& p : model->parameters(/*recurse=*/true))
+    (p.dim() >= 2 ? decay : no_decay).push_back(p);
   auto options = [&](double wd) {
     return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(cfg.lr)
                                                             .betas({cfg.beta1, cfg.beta2})

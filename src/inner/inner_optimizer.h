@@ -3,25 +3,26 @@
 // embeddings), none on biases and LayerNorm weights. Plus gradient-norm clipping.
 #pragma once
 
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <memory>
-
-#include <torch/torch.h>
 
 #include "inner/gpt.h"
 
 namespace longhaul::inner {
 
 struct InnerOptimConfig {
-  double lr = 6e-4;             // peak learning rate (after warmup)
-  double min_lr = 6e-5;         // floor of the cosine decay, in [0, lr]
-  double beta1 = 0.9;           // AdamW first-moment decay, in [0, 1)
-  double beta2 = 0.95;          // AdamW second-moment decay, in [0, 1)
-  double eps = 1e-8;            // AdamW denominator epsilon, > 0
-  double weight_decay = 0.1;    // decoupled weight decay on dim >= 2 parameters, >= 0
-  int64_t warmup_steps = 100;   // linear warmup length, steps >= 0
-  int64_t decay_steps = 5000;   // step at which the cosine reaches min_lr (nanoGPT lr_decay_iters), > warmup_steps
-  double grad_clip = 1.0;       // max global L2 norm of the gradient; 0 disables clipping
+  double lr = 6e-4;            // peak learning rate (after warmup)
+  double min_lr = 6e-5;        // floor of the cosine decay, in [0, lr]
+  double beta1 = 0.9;          // AdamW first-moment decay, in [0, 1)
+  double beta2 = 0.95;         // AdamW second-moment decay, in [0, 1)
+  double eps = 1e-8;           // AdamW denominator epsilon, > 0
+  double weight_decay = 0.1;   // decoupled weight decay on dim >= 2 parameters, >= 0
+  int64_t warmup_steps = 100;  // linear warmup length, steps >= 0
+  int64_t decay_steps =
+      5000;  // step at which the cosine reaches min_lr (nanoGPT lr_decay_iters), > warmup_steps
+  double grad_clip = 1.0;  // max global L2 norm of the gradient; 0 disables clipping
 
   // Throws ConfigError naming the field, its value and what was expected.
   void validate() const;

@@ -6,9 +6,9 @@
 // So lr_at(warmup_steps) = lr and lr_at(decay_steps) = min_lr, exactly as nanoGPT.
 #pragma once
 
-#include <cstdint>
-
 #include <torch/torch.h>
+
+#include <cstdint>
 
 #include "inner/inner_optimizer.h"
 

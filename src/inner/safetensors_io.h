@@ -5,13 +5,13 @@
 // torch (load_state_dict). Used for model export (fp32, nanoGPT names) and checkpoints.
 #pragma once
 
+#include <torch/torch.h>
+
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
-#include <torch/torch.h>
 
 #include "inner/gpt.h"
 

@@ -1,0 +1,226 @@
+#include "transport/channel_client.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/beast/websocket.hpp>
+#include <random>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "transport/channel_server.h"
+#include "transport/url.h"
+
+namespace longhaul::transport {
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using tcp = net::ip::tcp;
+
+ChannelClient::ChannelClient(ClientOptions options) : options_(std::move(options)) {
+  const Url u = parse_url(options_.url, "wss");
+  host_ = u.host;
+  port_ = u.port;
+  path_ = u.path;
+  if (options_.server_name.empty()) options_.server_name = host_;
+  if (options_.backoff_initial.count() <= 0 || options_.backoff_max < options_.backoff_initial)
+    throw UserError("channel client: need 0 < backoff_initial <= backoff_max");
+  ssl_ctx_ = std::make_unique<net::ssl::context>(make_client_tls_context(options_.tls));
+  work_.emplace(net::make_work_guard(ioc_));
+  thread_ = std::thread([this] { ioc_.run(); });
+}
+
+ChannelClient::~ChannelClient() {
+  close();
+  work_.reset();
+  // Give the graceful close a moment, then stop.
+  for (int i = 0; i < 100 && conn_ && conn_->is_open(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ioc_.stop();
+  thread_.join();
+}
+
+std::shared_ptr<Connection> ChannelClient::current() const {
+  std::lock_guard lock(mu_);
+  return conn_ && conn_->is_open() ? conn_ : nullptr;
+}
+
+bool ChannelClient::connected() const { return current() != nullptr; }
+
+std::shared_ptr<Connection> ChannelClient::connect_once(std::chrono::steady_clock::time_point deadline) {
+  ++attempts_;
+  (void)deadline;  // each attempt gets the full connect_timeout; the deadline bounds retries
+  const std::chrono::steady_clock::duration budget = options_.connect_timeout;
+  auto attempt = [this, budget]() -> net::awaitable<std::shared_ptr<Connection>> {
+    auto exec = net::make_strand(ioc_);
+    tcp::resolver resolver(exec);
+    const auto results = co_await resolver.async_resolve(host_, port_, net::use_awaitable);
+    TlsStream stream(beast::tcp_stream(exec), *ssl_ctx_);
+    auto& tcp_layer = beast::get_lowest_layer(stream);
+    tcp_layer.expires_after(budget);
+    const auto ep = co_await tcp_layer.async_connect(results, net::use_awaitable);
+    tcp_layer.socket().set_option(tcp::no_delay(true));
+    set_client_peer_name(stream.native_handle(), options_.server_name);
+    co_await stream.async_handshake(net::ssl::stream_base::client, net::use_awaitable);
+    const std::string server_id = peer_identity(stream.native_handle());
+    WsStream ws(std::move(stream));
+    websocket::permessage_deflate pmd;  // off: our codec compresses
+    pmd.client_enable = false;
+    pmd.server_enable = false;
+    ws.set_option(pmd);
+    ws.read_message_max(options_.max_message_bytes);
+    co_await ws.async_handshake(host_ + ":" + port_, path_, net::use_awaitable);
+    beast::get_lowest_layer(ws).expires_never();
+    ConnectionLimits l;
+    l.max_message_bytes = options_.max_message_bytes;
+    l.max_queued_bytes = options_.max_queued_bytes;
+    l.handshake_timeout = options_.connect_timeout;
+    l.idle_timeout = options_.idle_timeout;
+    l.rate_limit_bytes_per_s = options_.rate_limit_bytes_per_s;
+    l.added_latency = options_.added_latency;
+    const std::string address = ep.address().to_string() + ":" + std::to_string(ep.port());
+    co_return std::make_shared<Connection>(std::move(ws), server_id, address, l);
+  };
+  auto fut = net::co_spawn(ioc_, attempt(), net::use_future);
+  if (fut.wait_for(budget + std::chrono::seconds(2)) != std::future_status::ready)
+    throw ChannelError("connect attempt did not finish in time");  // the tcp_stream timeout should fire first
+  auto conn = fut.get();  // rethrows the attempt's error
+  conn->start(
+      [this](std::shared_ptr<Connection>, Message m) {
+        std::lock_guard lock(mu_);
+        if (m.type == kAckType) {
+          const auto it = m.header.find("idempotency_key");
+          if (it != m.header.end() && it->is_string() && waiting_.count(it->get<std::string>())) {
+            acked_.insert(it->get<std::string>());
+            cv_.notify_all();
+          }
+          return;
+        }
+        if (inbox_bytes_ + m.payload.size() > options_.max_inbox_bytes) {
+          LH_LOG(Error, "channel") << "inbox over its cap of " << options_.max_inbox_bytes
+                                   << " bytes: dropping the connection (the caller is not receiving)";
+          if (conn_) conn_->abort("inbox full");
+          return;
+        }
+        inbox_bytes_ += m.payload.size();
+        inbox_.push_back(std::move(m));
+        cv_.notify_all();
+      },
+      [this](std::shared_ptr<Connection>, std::string) {
+        std::lock_guard lock(mu_);
+        cv_.notify_all();
+      });
+  return conn;
+}
+
+void ChannelClient::connect() {
+  if (connected()) return;
+  {
+    std::lock_guard lock(mu_);
+    if (closed_) throw ChannelError("channel client is closed");
+  }
+  const auto deadline = std::chrono::steady_clock::now() + options_.retry_deadline;
+  std::mt19937_64 rng(std::random_device{}());
+  auto backoff = options_.backoff_initial;
+  for (int attempt = 1;; ++attempt) {
+    std::string why;
+    try {
+      auto c = connect_once(deadline);
+      std::lock_guard lock(mu_);
+      conn_ = std::move(c);
+      LH_LOG(Info, "channel") << "connected to " << options_.url << " (attempt " << attempt << ")";
+      return;
+    } catch (const std::exception& e) {
+      why = e.what();
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline)
+      throw ChannelError("cannot connect to " + options_.url + " after " + std::to_string(attempt) +
+                         " attempt(s): " + why);
+    // Full jitter in [backoff/2, backoff]: spreads reconnect storms after a coordinator restart.
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    auto delay = std::chrono::milliseconds(static_cast<int64_t>(backoff.count() * jitter(rng)));
+    delay = std::min(delay, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
+    LH_LOG(Warn, "channel") << "connect to " << options_.url << " failed (attempt " << attempt << "): " << why
+                            << "; retrying in " << delay.count() << " ms";
+    std::this_thread::sleep_for(delay);
+    backoff = std::min(backoff * 2, options_.backoff_max);
+  }
+}
+
+void ChannelClient::send(Message m) {
+  auto c = current();
+  if (!c) throw ChannelError("not connected to " + options_.url);
+  c->send(std::move(m));
+}
+
+std::optional<Message> ChannelClient::receive(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, timeout, [&] { return !inbox_.empty() || closed_; });
+  if (inbox_.empty()) return std::nullopt;
+  Message m = std::move(inbox_.front());
+  inbox_.pop_front();
+  inbox_bytes_ -= m.payload.size();
+  return m;
+}
+
+void ChannelClient::send_reliable(Message m, std::chrono::milliseconds timeout) {
+  const auto it = m.header.find("idempotency_key");
+  if (it == m.header.end() || !it->is_string() || it->get<std::string>().empty())
+    throw InvariantError("send_reliable: message '" + m.type + "' needs a non-empty string header.idempotency_key");
+  const std::string key = it->get<std::string>();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto shared = std::make_shared<const Message>(std::move(m));  // one copy, resent as is
+  {
+    std::lock_guard lock(mu_);
+    waiting_.insert(key);
+  }
+  struct Unwait {
+    ChannelClient* c;
+    std::string key;
+    ~Unwait() {
+      std::lock_guard lock(c->mu_);
+      c->waiting_.erase(key);
+      c->acked_.erase(key);
+    }
+  } unwait{this, key};
+  for (int attempt = 1;; ++attempt) {
+    if (std::chrono::steady_clock::now() >= deadline)
+      throw ChannelError("send_reliable '" + key + "' to " + options_.url + " timed out after " +
+                         std::to_string(attempt - 1) + " attempt(s)");
+    std::shared_ptr<Connection> c;
+    try {
+      connect();
+      c = current();
+      if (!c) continue;
+      c->send_shared(shared);
+    } catch (const ChannelError& e) {
+      LH_LOG(Warn, "channel") << "send_reliable '" << key << "' attempt " << attempt << " failed: " << e.what();
+      continue;
+    }
+    std::unique_lock lock(mu_);
+    cv_.wait_until(lock, deadline, [&] { return acked_.count(key) > 0 || !c->is_open() || closed_; });
+    if (acked_.count(key)) return;
+    if (closed_) throw ChannelError("channel client closed during send_reliable '" + key + "'");
+    if (!c->is_open()) {
+      LH_LOG(Warn, "channel") << "connection to " << options_.url << " lost before the ack of '" << key
+                              << "'; reconnecting and resending (attempt " << attempt + 1 << ")";
+    }
+  }
+}
+
+void ChannelClient::close() {
+  std::shared_ptr<Connection> c;
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    c = conn_;
+    cv_.notify_all();
+  }
+  if (c) c->close("client closing");
+}
+
+}  // namespace longhaul::transport

@@ -1,0 +1,83 @@
+// A site's one outbound connection to the coordinator: wss://host:port/path with mutual TLS.
+// connect() retries with exponential backoff and full jitter until its deadline; send_reliable()
+// delivers a message exactly once across reconnects (see ChannelServer). Received messages
+// wait in a capped inbox for receive(). Methods are thread-safe.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "transport/connection.h"
+#include "transport/tls_context.h"
+
+namespace longhaul::transport {
+
+struct ClientOptions {
+  std::string url;                                  // wss://host:port/path
+  TlsFiles tls;                                     // CA that signed the server; own cert + key
+  std::string server_name;                          // name/IP to verify (and SNI); default: url host
+  uint64_t max_message_bytes = 1ull << 30;          // per received wire message, bytes
+  uint64_t max_queued_bytes = 2ull << 30;           // send queue cap, bytes
+  uint64_t max_inbox_bytes = 2ull << 30;            // received, not yet receive()d; over => disconnect
+  std::chrono::seconds connect_timeout{10};         // one attempt: TCP + TLS + WebSocket handshake
+  std::chrono::seconds retry_deadline{60};          // connect() gives up after this long
+  std::chrono::seconds idle_timeout{60};            // silent this long => dropped; pings at half
+  std::chrono::milliseconds backoff_initial{200};   // first retry delay (before jitter)
+  std::chrono::milliseconds backoff_max{10000};     // retry delay cap
+  uint64_t rate_limit_bytes_per_s = 0;              // WAN emulation: send pacing, 0 = off
+  std::chrono::milliseconds added_latency{0};       // WAN emulation: one-way latency per message
+};
+
+class ChannelClient {
+ public:
+  explicit ChannelClient(ClientOptions options);  // validates the URL and loads TLS files
+  ~ChannelClient();
+  ChannelClient(const ChannelClient&) = delete;
+  ChannelClient& operator=(const ChannelClient&) = delete;
+
+  // Connects (no-op when connected), retrying with backoff; throws ChannelError naming the
+  // last failure once retry_deadline has passed.
+  void connect();
+  // Queues m on the current connection; throws ChannelError when not connected / queue full.
+  void send(Message m);
+  // The next received message, or nullopt after timeout (or when disconnected and empty).
+  std::optional<Message> receive(std::chrono::milliseconds timeout);
+  // Exactly-once: m.header["idempotency_key"] must be a non-empty string. Sends, waits for the
+  // server's ack, reconnects and resends if the connection drops; throws ChannelError on timeout.
+  void send_reliable(Message m, std::chrono::milliseconds timeout);
+  void close();
+  bool connected() const;
+  // Connection attempts made so far (for tests and logs).
+  int attempts() const { return attempts_.load(); }
+
+ private:
+  std::shared_ptr<Connection> connect_once(std::chrono::steady_clock::time_point deadline);
+  std::shared_ptr<Connection> current() const;
+
+  ClientOptions options_;
+  std::string host_, port_, path_;
+  boost::asio::io_context ioc_;
+  std::unique_ptr<boost::asio::ssl::context> ssl_ctx_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+  std::thread thread_;
+  std::atomic<int> attempts_{0};
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::shared_ptr<Connection> conn_;   // current connection (may be closed)
+  std::deque<Message> inbox_;
+  uint64_t inbox_bytes_ = 0;
+  std::set<std::string> acked_;        // acks received for keys being waited on
+  std::set<std::string> waiting_;      // keys send_reliable is waiting on
+  bool closed_ = false;
+};
+
+}  // namespace longhaul::transport

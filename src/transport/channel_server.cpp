@@ -1,0 +1,193 @@
+#include "transport/channel_server.h"
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "transport/channel_server_impl.h"
+#include "transport/server_session.h"
+
+namespace longhaul::transport {
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+void ChannelServer::Impl::reject(const std::string& peer, const std::string& reason) {
+  LH_LOG(Warn, "channel") << "refused " << peer << ": " << reason;
+  if (on_reject) on_reject(peer, reason);
+}
+
+bool ChannelServer::Impl::allowed(const std::string& peer_id) const {
+  if (options.allowed_peers.empty()) return true;
+  return std::find(options.allowed_peers.begin(), options.allowed_peers.end(), peer_id) != options.allowed_peers.end();
+}
+
+ConnectionLimits ChannelServer::Impl::limits() const {
+  ConnectionLimits l;
+  l.max_message_bytes = options.max_message_bytes;
+  l.max_queued_bytes = options.max_queued_bytes;
+  l.handshake_timeout = options.handshake_timeout;
+  l.idle_timeout = options.idle_timeout;
+  l.rate_limit_bytes_per_s = options.rate_limit_bytes_per_s;
+  l.added_latency = options.added_latency;
+  return l;
+}
+
+void ChannelServer::Impl::adopt(std::shared_ptr<Connection> c) {
+  {
+    std::lock_guard lock(mu);
+    conns.insert(c);
+  }
+  std::weak_ptr<Impl> weak = weak_from_this();
+  c->start(
+      [weak](std::shared_ptr<Connection> conn, Message m) {
+        if (auto self = weak.lock()) self->deliver(std::move(conn), std::move(m));
+      },
+      [weak](std::shared_ptr<Connection> conn, std::string reason) {
+        auto self = weak.lock();
+        if (!self) return;
+        {
+          std::lock_guard lock(self->mu);
+          self->conns.erase(conn);
+        }
+        if (self->on_close) self->on_close(conn, reason);
+      });
+  LH_LOG(Info, "channel") << "peer '" << c->peer_id() << "' (" << c->peer_address() << ") connected";
+  if (on_open) on_open(c);
+}
+
+void ChannelServer::Impl::deliver(std::shared_ptr<Connection> c, Message m) {
+  const auto it = m.header.find("idempotency_key");
+  if (it == m.header.end() || !it->is_string()) {
+    if (on_message) on_message(std::move(c), std::move(m));
+    return;
+  }
+  const std::string key = it->get<std::string>();
+  bool fresh = false;
+  {
+    std::lock_guard lock(mu);
+    const std::string k = c->peer_id() + "\n" + key;
+    fresh = keys.insert(k).second;
+    if (fresh) {
+      key_order.push_back(k);
+      if (key_order.size() > kRememberedKeys) {
+        keys.erase(key_order.front());
+        key_order.pop_front();
+      }
+    }
+  }
+  if (fresh) {
+    if (on_message) on_message(c, std::move(m));
+  } else {
+    LH_LOG(Info, "channel") << "peer '" << c->peer_id() << "': duplicate message key '" << key
+                            << "' acked without redelivery";
+  }
+  try {
+    c->send(Message{kAckType, {{"idempotency_key", key}}, {}});
+  } catch (const ChannelError& e) {
+    LH_LOG(Warn, "channel") << "peer '" << c->peer_id() << "': cannot ack '" << key << "': " << e.what();
+  }
+}
+
+namespace {
+
+net::awaitable<void> accept_loop(std::shared_ptr<ChannelServer::Impl> impl) {
+  for (;;) {
+    tcp::socket socket(net::make_strand(impl->ioc));
+    boost::system::error_code ec;
+    co_await impl->acceptor.async_accept(socket, net::redirect_error(net::use_awaitable, ec));
+    if (ec == net::error::operation_aborted || impl->stopped) co_return;
+    if (ec) {
+      LH_LOG(Warn, "channel") << "accept failed: " << ec.message();
+      continue;
+    }
+    if (impl->sessions.load() >= impl->options.max_connections) {
+      boost::system::error_code ep_ec;
+      const auto ep = socket.remote_endpoint(ep_ec);
+      impl->reject(ep.address().to_string() + ":" + std::to_string(ep.port()),
+                   "too many connections (max_connections " + std::to_string(impl->options.max_connections) + ")");
+      continue;  // socket closes on scope exit
+    }
+    auto exec = socket.get_executor();
+    net::co_spawn(exec, serve_session(impl, std::move(socket)), net::detached);
+  }
+}
+
+}  // namespace
+
+ChannelServer::ChannelServer(ServerOptions options) {
+  if (options.threads < 1) throw UserError("channel server: threads must be >= 1");
+  if (options.max_message_bytes < 1024) throw UserError("channel server: max_message_bytes must be >= 1024");
+  if (options.ws_path.empty() || options.ws_path[0] != '/') throw UserError("channel server: ws_path must start with '/'");
+  impl_ = std::make_shared<Impl>(std::move(options));
+}
+
+ChannelServer::~ChannelServer() { stop(); }
+
+void ChannelServer::add_route(std::string method, std::string path, HttpHandler handler) {
+  impl_->routes.add(std::move(method), std::move(path), std::move(handler));
+}
+
+void ChannelServer::start() {
+  impl_->on_open = on_open_;
+  impl_->on_message = on_message_;
+  impl_->on_close = on_close_;
+  impl_->on_reject = on_reject_;
+  boost::system::error_code ec;
+  const auto addr = net::ip::make_address(impl_->options.bind, ec);
+  if (ec) throw UserError("channel server: bind address '" + impl_->options.bind + "' is not an IP address");
+  const tcp::endpoint ep(addr, impl_->options.port);
+  auto& a = impl_->acceptor;
+  a.open(ep.protocol());
+  a.set_option(net::socket_base::reuse_address(true));
+  a.bind(ep, ec);
+  if (ec)
+    throw UserError("channel server: cannot bind " + impl_->options.bind + ":" + std::to_string(impl_->options.port) +
+                    ": " + ec.message());
+  a.listen(net::socket_base::max_listen_connections);
+  net::co_spawn(impl_->ioc, accept_loop(impl_), net::detached);
+  for (int i = 0; i < impl_->options.threads; ++i) impl_->threads.emplace_back([impl = impl_] { impl->ioc.run(); });
+  LH_LOG(Info, "channel") << "listening on " << impl_->options.bind << ":" << port() << " (WebSocket "
+                          << impl_->options.ws_path << ", TLS 1.3, mutual auth)";
+}
+
+uint16_t ChannelServer::port() const {
+  boost::system::error_code ec;
+  return impl_->acceptor.local_endpoint(ec).port();
+}
+
+void ChannelServer::stop() {
+  if (!impl_ || impl_->stopped.exchange(true)) return;
+  net::post(impl_->ioc, [impl = impl_] {
+    boost::system::error_code ec;
+    impl->acceptor.close(ec);
+  });
+  {
+    std::lock_guard lock(impl_->mu);
+    for (const auto& c : impl_->conns) c->close("server stopping");
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (connection_count() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  impl_->ioc.stop();
+  for (auto& t : impl_->threads) t.join();
+  impl_->threads.clear();
+  std::lock_guard lock(impl_->mu);
+  impl_->conns.clear();
+}
+
+void ChannelServer::drop_connections(const std::string& reason) {
+  std::lock_guard lock(impl_->mu);
+  for (const auto& c : impl_->conns) c->abort(reason);
+}
+
+std::size_t ChannelServer::connection_count() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->conns.size();
+}
+
+}  // namespace longhaul::transport

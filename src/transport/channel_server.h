@@ -1,0 +1,87 @@
+// The coordinator's single port: TLS 1.3 with mutual authentication, serving WebSocket
+// upgrades on ws_path (framed Messages, see message.h) and plain HTTPS routes (route table).
+// A client is admitted only if its certificate chains to the run's CA and its identity (CN)
+// is on allowed_peers (empty = any certificate from the CA). Every refusal is logged with the
+// peer and the reason, and reported to on_reject.
+//
+// Exactly-once: a message whose header has a string "idempotency_key" is delivered to
+// on_message at most once per (peer, key) among the last kRememberedKeys keys, and is always
+// answered with an ack (type "__ack") so the sender can stop retrying.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "transport/connection.h"
+#include "transport/http_route_table.h"
+#include "transport/tls_context.h"
+
+namespace longhaul::transport {
+
+inline constexpr std::size_t kRememberedKeys = 65536;  // idempotency keys remembered (FIFO)
+inline constexpr const char* kAckType = "__ack";
+
+struct ServerOptions {
+  std::string bind = "127.0.0.1";                  // listen address
+  uint16_t port = 0;                               // 0 = ephemeral (see port())
+  std::string ws_path = "/v1/ws";                  // WebSocket endpoint
+  TlsFiles tls;                                    // CA, server cert, server key
+  std::vector<std::string> allowed_peers;          // certificate CNs admitted; empty = any from the CA
+  uint64_t max_message_bytes = 1ull << 30;         // per wire message, bytes
+  uint64_t max_queued_bytes = 2ull << 30;          // per connection send queue, bytes
+  std::size_t max_connections = 256;               // concurrent connections (incl. HTTPS)
+  std::chrono::seconds handshake_timeout{10};      // TLS + HTTP request + WebSocket handshake
+  std::chrono::seconds idle_timeout{60};           // silent this long => dropped; pings at half
+  uint64_t rate_limit_bytes_per_s = 0;             // WAN emulation per connection, 0 = off
+  std::chrono::milliseconds added_latency{0};      // WAN emulation one-way latency per message
+  int threads = 1;                                 // I/O threads
+};
+
+class ChannelServer {
+ public:
+  using OpenFn = std::function<void(std::shared_ptr<Connection>)>;
+  using MessageFn = Connection::MessageFn;
+  using CloseFn = Connection::CloseFn;
+  using RejectFn = std::function<void(const std::string& peer, const std::string& reason)>;
+
+  explicit ChannelServer(ServerOptions options);  // validates options, loads TLS files
+  ~ChannelServer();
+  ChannelServer(const ChannelServer&) = delete;
+  ChannelServer& operator=(const ChannelServer&) = delete;
+
+  // Set before start(). Handlers run on I/O threads; keep them short.
+  void add_route(std::string method, std::string path, HttpHandler handler);
+  void on_open(OpenFn fn) { on_open_ = std::move(fn); }
+  void on_message(MessageFn fn) { on_message_ = std::move(fn); }
+  void on_close(CloseFn fn) { on_close_ = std::move(fn); }
+  void on_reject(RejectFn fn) { on_reject_ = std::move(fn); }
+
+  void start();              // binds, listens, starts the I/O threads
+  uint16_t port() const;     // the bound port (after start)
+  void stop();               // closes connections (grace ~1 s), joins threads; idempotent
+  // Abortively drops every WebSocket connection (operator kick, fault injection in tests).
+  void drop_connections(const std::string& reason);
+  std::size_t connection_count() const;
+
+  // Internal (used by the session code).
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+  OpenFn on_open_;
+  MessageFn on_message_;
+  CloseFn on_close_;
+  RejectFn on_reject_;
+};
+
+}  // namespace longhaul::transport

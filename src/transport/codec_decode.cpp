@@ -1,0 +1,132 @@
+// inspect(), decode() and decode_accumulate(): validate header and table (wire::parse_header),
+// then per chunk: checksum, optional zstd (size-checked) + unshuffle, dequantize.
+#include <xxhash.h>
+#include <zstd.h>
+
+#include <memory>
+
+#include "common/error.h"
+#include "transport/codec.h"
+#include "transport/codec_sections.h"
+#include "transport/quantize.h"
+#include "transport/wire_format.h"
+
+namespace longhaul::transport {
+
+namespace {
+using K = DecodeError::Kind;
+
+struct ZstdDCtxFree {
+  void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
+};
+
+void check_chunk_sum(const std::byte* p, uint64_t len, uint64_t want, uint32_t i) {
+  if (XXH3_64bits(p, len) != want)
+    throw DecodeError(K::kChunkChecksum, detail::concat("chunk ", i, ": checksum mismatch"));
+}
+
+void decode_impl(std::span<const std::byte> payload, std::span<float> out, bool acc, float weight,
+                 uint64_t expected_hash) {
+  const std::byte* p = payload.data();
+  const wire::Header h = wire::parse_header(p, payload.size(), wire::kMaxElements);
+  if (h.manifest_hash != expected_hash)
+    throw DecodeError(K::kManifestMismatch,
+                      detail::concat("payload manifest hash ", std::hex, h.manifest_hash,
+                                     ", expected ", expected_hash));
+  if (h.elements != out.size())
+    throw DecodeError(K::kSizeMismatch, detail::concat("payload has ", h.elements,
+                                                       " elements, the output holds ", out.size()));
+  const uint64_t tend = wire::table_end(h.chunks);
+  if (acc) {  // all checksums first: a damaged payload must not half-update the accumulator
+    uint64_t off = tend;
+    for (uint32_t i = 0; i < h.chunks; ++i) {
+      const wire::ChunkEntry c = wire::read_chunk_entry(p, i);
+      check_chunk_sum(p + off, c.stored_bytes, c.checksum, i);
+      off += c.stored_bytes;
+    }
+  }
+  std::vector<std::byte> inflated,
+      unshuffled;  // allocated on the first zstd chunk, one chunk's size
+  std::unique_ptr<ZSTD_DCtx, ZstdDCtxFree> dctx;
+  uint64_t off = tend;
+  for (uint32_t i = 0; i < h.chunks; ++i) {
+    const wire::ChunkEntry c = wire::read_chunk_entry(p, i);
+    const std::byte* src = p + off;
+    off += c.stored_bytes;
+    if (!acc) check_chunk_sum(src, c.stored_bytes, c.checksum, i);
+    const uint64_t n = wire::chunk_elements_at(h, i);
+    const uint64_t raw = wire::raw_chunk_bytes(h.encoding, n, h.block_size);
+    const std::byte* rawp = src;
+    if (c.flags & wire::kChunkZstd) {
+      // Bomb guard: the frame must declare exactly the raw size and span exactly the stored bytes.
+      const unsigned long long fcs = ZSTD_getFrameContentSize(src, c.stored_bytes);
+      if (fcs != raw)
+        throw DecodeError(K::kDecompress,
+                          detail::concat("chunk ", i, ": zstd frame content size ",
+                                         static_cast<long long>(fcs), ", expected ", raw));
+      const size_t fsz = ZSTD_findFrameCompressedSize(src, c.stored_bytes);
+      if (ZSTD_isError(fsz) || fsz != c.stored_bytes)
+        throw DecodeError(K::kDecompress,
+                          detail::concat("chunk ", i, ": not exactly one zstd frame"));
+      if (!dctx) {
+        dctx.reset(ZSTD_createDCtx());
+        LH_CHECK(dctx != nullptr, "ZSTD_createDCtx failed");
+        ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, 28);  // >= log2(max raw chunk)
+      }
+      // Scratch grows to the largest chunk actually present: bounded by the caller's output
+      // size, never by a header's claimed chunk size alone.
+      if (inflated.size() < raw) {
+        inflated.resize(raw);
+        unshuffled.resize(raw);
+      }
+      const size_t got = ZSTD_decompressDCtx(dctx.get(), inflated.data(), raw, src, c.stored_bytes);
+      if (ZSTD_isError(got) || got != raw)
+        throw DecodeError(
+            K::kDecompress,
+            detail::concat("chunk ", i,
+                           ": zstd: ", ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short frame"));
+      sections::unshuffle_chunk(h.encoding, n, h.block_size, inflated.data(), unshuffled.data());
+      rawp = unshuffled.data();
+    }
+    float* dst = out.data() + uint64_t{i} * h.chunk_elements;
+    const int64_t bad = kernels::decode_chunk(h.encoding, rawp, n, h.block_size, dst, acc, weight);
+    if (bad != kernels::kOk) {
+      uint16_t sb;
+      std::memcpy(&sb, rawp + 2 * bad, 2);
+      throw DecodeError(K::kBadValue,
+                        detail::concat("chunk ", i, " block ", bad, ": scale bits 0x", std::hex, sb,
+                                       " negative, non-finite or above 2^120"));
+    }
+  }
+}
+
+}  // namespace
+
+PayloadInfo inspect(std::span<const std::byte> payload, uint64_t max_elements) {
+  const wire::Header h = wire::parse_header(payload.data(), payload.size(), max_elements);
+  PayloadInfo info{};
+  info.encoding = h.encoding;
+  info.elements = h.elements;
+  info.manifest_hash = h.manifest_hash;
+  info.chunks = h.chunks;
+  info.format_version = h.version;
+  info.block_size = h.block_size;
+  info.chunk_elements = h.chunk_elements;
+  info.payload_bytes = payload.size();
+  for (uint32_t i = 0; i < h.chunks; ++i)
+    if (wire::read_chunk_entry(payload.data(), i).flags & wire::kChunkZstd)
+      ++info.compressed_chunks;
+  return info;
+}
+
+void decode(std::span<const std::byte> payload, std::span<float> out,
+            uint64_t expected_manifest_hash) {
+  decode_impl(payload, out, false, 0.0f, expected_manifest_hash);
+}
+
+void decode_accumulate(std::span<const std::byte> payload, std::span<float> out, float weight,
+                       uint64_t expected_manifest_hash) {
+  decode_impl(payload, out, true, weight, expected_manifest_hash);
+}
+
+}  // namespace longhaul::transport

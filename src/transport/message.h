@@ -1,0 +1,104 @@
+// One framed message on the channel: a small JSON header plus a binary payload
+// (TensorPipe's descriptor/payload split). On the wire it is ONE binary WebSocket message:
+//
+//   offset  size  field
+//   0       4     magic "LHM1" (0x314D484C little-endian)
+//   4       2     format version (kWireVersion), little-endian
+//   6       4     header_len: bytes of the JSON header that follows, <= kMaxHeaderBytes
+//   10      H     header JSON: {"type": str, "payload_bytes": uint, "header": object}
+//   10+H    P     payload (P = payload_bytes)
+//   10+H+P  8     xxh64 (seed 0) of every preceding byte of the message, little-endian
+//
+// The receiver reads the fixed prefix and the header first, checks payload_bytes against its
+// cap, and only then allocates the payload (two-phase read: no allocation a peer can inflate).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <xxhash.h>
+
+namespace longhaul::transport {
+
+struct Message {
+  std::string type;                 // e.g. "upload", "update", "__ack" (leading "__" is reserved)
+  nlohmann::json header = nlohmann::json::object();  // small metadata (run id, round, ...)
+  std::vector<std::byte> payload;   // opaque bytes (a codec payload), may be empty
+};
+
+// A malformed or over-cap message from a peer: the connection that produced it is closed.
+class WireError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+inline constexpr uint32_t kWireMagic = 0x314D484C;  // "LHM1"
+inline constexpr uint16_t kWireVersion = 1;
+inline constexpr std::size_t kPrefixBytes = 10;     // magic + version + header_len
+inline constexpr std::size_t kChecksumBytes = 8;
+inline constexpr std::size_t kMaxHeaderBytes = 1 << 20;  // 1 MiB of JSON metadata at most
+
+// Sender side: the bytes before the payload (prefix + header JSON) and, after streaming the
+// payload through update(), the 8 checksum bytes. Holds no copy of the payload.
+class FrameWriter {
+ public:
+  explicit FrameWriter(const Message& m);
+  const std::string& head() const { return head_; }
+  // The checksum trailer over head + payload (computed without copying the payload).
+  std::array<std::byte, kChecksumBytes> trailer(std::span<const std::byte> payload) const;
+  // Total wire size of this message.
+  uint64_t wire_bytes(uint64_t payload_bytes) const { return head_.size() + payload_bytes + kChecksumBytes; }
+
+ private:
+  std::string head_;
+};
+
+// Receiver side: an incremental parser fed by a stream of reads. next_buffer() says where
+// the next bytes must go (and how many at most); consumed(n) records that n bytes arrived.
+// The payload is allocated exactly once, after its size passed the cap check.
+class FrameReader {
+ public:
+  explicit FrameReader(uint64_t max_message_bytes);
+  // Where to read into next; empty once the message is complete.
+  std::span<std::byte> next_buffer(std::size_t max_chunk);
+  // Records n bytes written into the last next_buffer(). Throws WireError on a bad prefix,
+  // an over-cap header or payload, unparsable JSON or a checksum mismatch.
+  void consumed(std::size_t n);
+  bool done() const { return state_ == State::kDone; }
+  // Bytes of the wire message received so far.
+  uint64_t received() const { return received_; }
+  Message take();  // only when done()
+
+ private:
+  enum class State { kPrefix, kHeader, kPayload, kChecksum, kDone };
+  void parse_prefix();
+  void parse_header();
+  void check_sum();
+
+  uint64_t max_message_bytes_;
+  State state_ = State::kPrefix;
+  std::array<std::byte, kPrefixBytes> prefix_{};
+  std::string header_json_;
+  std::array<std::byte, kChecksumBytes> sum_{};
+  std::size_t have_ = 0;  // bytes of the current section received
+  uint64_t received_ = 0;
+  Message msg_;
+  XXH64_state_t* hash_ = nullptr;
+
+ public:
+  ~FrameReader();
+  FrameReader(const FrameReader&) = delete;
+  FrameReader& operator=(const FrameReader&) = delete;
+};
+
+// Whole-message helpers (small messages, tests, fuzzing): encode to one buffer / decode one.
+std::vector<std::byte> encode_message(const Message& m);
+Message decode_message(std::span<const std::byte> wire, uint64_t max_message_bytes);
+
+}  // namespace longhaul::transport

@@ -1,0 +1,120 @@
+#include "transport/server_session.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include "common/log.h"
+#include "transport/channel_server_impl.h"
+
+namespace longhaul::transport {
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = net::ip::tcp;
+constexpr auto kTuple = net::as_tuple(net::use_awaitable);
+
+namespace {
+
+struct SessionCount {
+  explicit SessionCount(std::atomic<std::size_t>& n) : n_(n) { ++n_; }
+  ~SessionCount() { --n_; }
+  std::atomic<std::size_t>& n_;
+};
+
+HttpRequest to_request(const http::request<http::string_body>& req, const std::string& peer_id) {
+  HttpRequest r;
+  r.method = std::string(req.method_string());
+  r.target = std::string(req.target());
+  const auto q = r.target.find('?');
+  r.path = r.target.substr(0, q);
+  r.query = q == std::string::npos ? "" : r.target.substr(q + 1);
+  r.body = req.body();
+  r.peer_id = peer_id;
+  return r;
+}
+
+}  // namespace
+
+net::awaitable<void> serve_session(std::shared_ptr<ChannelServer::Impl> impl, tcp::socket socket) {
+  SessionCount count(impl->sessions);
+  boost::system::error_code ec;
+  const auto ep = socket.remote_endpoint(ec);
+  const std::string address = ec ? "unknown" : ep.address().to_string() + ":" + std::to_string(ep.port());
+  socket.set_option(tcp::no_delay(true), ec);
+  TlsStream stream(beast::tcp_stream(std::move(socket)), impl->ssl_ctx);
+  auto& tcp_layer = beast::get_lowest_layer(stream);
+
+  tcp_layer.expires_after(impl->options.handshake_timeout);
+  auto [hs_ec] = co_await stream.async_handshake(net::ssl::stream_base::server, kTuple);
+  if (hs_ec) {
+    const std::string why = hs_ec == beast::error::timeout
+                                ? "TLS handshake timed out after " + std::to_string(impl->options.handshake_timeout.count()) + " s"
+                                : "TLS handshake failed: " + describe_tls_failure(stream.native_handle(), hs_ec.message());
+    impl->reject(address, why);
+    co_return;
+  }
+  const std::string peer_id = peer_identity(stream.native_handle());
+  const std::string peer = "'" + peer_id + "' (" + address + ")";
+  if (peer_id.empty() || !impl->allowed(peer_id)) {
+    impl->reject(peer, "certificate identity '" + peer_id + "' is not on the allow-list");
+    tcp_layer.expires_after(std::chrono::seconds(2));
+    co_await stream.async_shutdown(kTuple);
+    co_return;
+  }
+
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(kMaxHttpBodyBytes);
+    parser.header_limit(kMaxHttpHeaderBytes);
+    tcp_layer.expires_after(impl->options.idle_timeout);
+    auto [rd_ec, n] = co_await http::async_read(stream, buffer, parser, kTuple);
+    if (rd_ec) {
+      if (rd_ec != http::error::end_of_stream && rd_ec != net::ssl::error::stream_truncated)
+        impl->reject(peer, "bad HTTP request: " + rd_ec.message());
+      break;
+    }
+    http::request<http::string_body> req = parser.release();
+    if (websocket::is_upgrade(req)) {
+      if (req.target() != impl->options.ws_path) {
+        impl->reject(peer, "WebSocket upgrade on unknown path '" + std::string(req.target()) + "'");
+        http::response<http::string_body> res{http::status::not_found, req.version()};
+        res.body() = "no WebSocket endpoint here\n";
+        res.prepare_payload();
+        co_await http::async_write(stream, res, kTuple);
+        break;
+      }
+      tcp_layer.expires_never();  // the WebSocket's own timeouts take over
+      WsStream ws(std::move(stream));
+      websocket::permessage_deflate pmd;  // off: payloads are already compressed by our codec
+      pmd.client_enable = false;
+      pmd.server_enable = false;
+      ws.set_option(pmd);
+      ws.set_option(websocket::stream_base::timeout{impl->options.handshake_timeout, impl->options.idle_timeout, true});
+      ws.read_message_max(impl->options.max_message_bytes);
+      auto [acc_ec] = co_await ws.async_accept(req, kTuple);
+      if (acc_ec) {
+        impl->reject(peer, "WebSocket handshake failed: " + acc_ec.message());
+        co_return;
+      }
+      impl->adopt(std::make_shared<Connection>(std::move(ws), peer_id, address, impl->limits()));
+      co_return;
+    }
+    const HttpResponse out = impl->routes.dispatch(to_request(req, peer_id));
+    http::response<http::string_body> res{static_cast<http::status>(out.status), req.version()};
+    res.set(http::field::content_type, out.content_type);
+    res.keep_alive(req.keep_alive());
+    res.body() = out.body;
+    res.prepare_payload();
+    tcp_layer.expires_after(impl->options.handshake_timeout);
+    auto [wr_ec, wn] = co_await http::async_write(stream, res, kTuple);
+    if (wr_ec || !req.keep_alive()) break;
+  }
+  tcp_layer.expires_after(std::chrono::seconds(2));
+  co_await stream.async_shutdown(kTuple);
+}
+
+}  // namespace longhaul::transport
