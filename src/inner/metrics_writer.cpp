@@ -45,6 +45,7 @@ void MetricsWriter::step(const StepMetrics& m) {
   j["tokens"] = m.tokens;
   j["tokens_per_s"] = m.tokens_per_s;
   j["elapsed_s"] = m.elapsed_s;
+  if (!m.devices.is_null()) j["devices"] = m.devices;
   write_line(j.dump());
 }
 

@@ -5,12 +5,17 @@
 //     (nats/token), LR: learning rate used by step S, N: training tokens consumed so far,
 //     R: tokens/s over the wall time since the previous step line, E: wall seconds of the
 //     run so far (evaluations and checkpoints included; continued across --resume).
+//     With several devices or ranks (train.devices, --world-size) the line also has
+//     "devices":{"devices":[labels],"split":[sequences per device],"rates":[seq/s per device],
+//     "rank_split":[sequences per rank],...} (inner/device_group.h, to_json).
 //   {"event":"eval","step":S,"val_loss":V}   V: mean validation loss (nats/token)
 #pragma once
 
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+
+#include <nlohmann/json.hpp>
 
 namespace longhaul::inner {
 
@@ -19,6 +24,7 @@ struct StepMetrics {
   double loss = 0, lr = 0;
   int64_t tokens = 0;
   double tokens_per_s = 0, elapsed_s = 0;
+  nlohmann::json devices;  // several devices/ranks: {"devices","split","rates",...}; omitted when null
 };
 
 class MetricsWriter {

@@ -87,6 +87,21 @@ LoopConfig read_loop_config(ConfigReader& r) {
   t.checkpoint_every = r.get_int("train.checkpoint_every", t.checkpoint_every, 0, kBig);
   t.keep_checkpoints = r.get_int("train.keep_checkpoints", t.keep_checkpoints, 1, 1000);
   t.run_dir = r.get_string("train.run_dir", t.run_dir.string());
+  t.devices = read_device_specs(r, "train.devices", {}, t.batch_size);
+  if (!t.devices.empty()) {
+    if (r.has("train.device") && t.device != t.devices[0].device)
+      r.fail("train.device", "unset, or equal to train.devices[0].device = \"" + t.devices[0].device +
+                                 "\" (the primary device)");
+    t.device = t.devices[0].device;
+    for (size_t i = 0; i < t.devices.size(); ++i) {
+      try {
+        parse_device(t.devices[i].device);
+      } catch (const UserError& e) {
+        r.fail("train.devices[" + std::to_string(i) + "].device", std::string("a device on this machine (") + e.what() + ")");
+      }
+    }
+  }
+  t.verify_every = r.get_int("train.verify_every", t.verify_every, 0, kBig);
   return t;
 }
 

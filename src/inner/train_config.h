@@ -14,6 +14,7 @@
 
 #include "common/config_reader.h"
 #include "inner/corpus.h"
+#include "inner/device_spec.h"
 #include "inner/gpt_config.h"
 #include "inner/inner_optimizer.h"
 
@@ -34,6 +35,9 @@ struct LoopConfig {
   int64_t checkpoint_every = 500;  // steps between checkpoints; 0 = only at the end
   int64_t keep_checkpoints = 2;  // newest checkpoints kept in the run dir
   std::filesystem::path run_dir = "runs/train";  // default run dir (relative to the cwd)
+  // Several devices (inner/device_group.h): empty = the one `device`. devices[0] is the primary.
+  std::vector<DeviceSpec> devices;
+  int64_t verify_every = 100;    // steps between replica hash checks (several devices/ranks); 0 = never
 
   int64_t tokens_per_step(int64_t block_size) const { return batch_size * grad_accum * block_size; }
 };

@@ -19,7 +19,9 @@ namespace longhaul::inner {
 namespace fs = std::filesystem;
 
 RunSummary run_training(const TrainConfig& cfg, const RunOptions& opts) {
-  const fs::path& dir = opts.run_dir;
+  const fs::path dir = opts.group.world_size > 1 && opts.group.rank > 0
+                           ? opts.run_dir / ("rank-" + std::to_string(opts.group.rank))
+                           : opts.run_dir;
   const auto& loop = cfg.train;
   auto latest = latest_checkpoint(dir);
   if (latest && !opts.resume)
@@ -34,7 +36,14 @@ RunSummary run_training(const TrainConfig& cfg, const RunOptions& opts) {
                         << cfg.data.shard_index << " of " << cfg.data.num_shards << "), "
                         << corpus->val.size() << " validation tokens";
 
-  Trainer trainer(cfg, corpus);
+  std::unique_ptr<SiteProcessGroup> group;
+  if (opts.group.world_size > 1) {
+    bool all_cuda = !cfg.train.devices.empty();
+    for (const auto& d : cfg.train.devices) all_cuda = all_cuda && d.device != "cpu";
+    if (cfg.train.devices.empty()) all_cuda = cfg.train.device != "cpu";
+    group = SiteProcessGroup::connect(opts.group, all_cuda);
+  }
+  Trainer trainer(cfg, corpus, group.get());
   RunSummary summary;
   double elapsed_before = 0;  // wall seconds of the run before this process (resume)
   if (opts.resume) {
@@ -46,6 +55,7 @@ RunSummary run_training(const TrainConfig& cfg, const RunOptions& opts) {
       LH_LOG(Warn, "train") << "--resume: no checkpoint in " << dir.string() << ", starting fresh";
     }
   }
+  if (group) trainer.broadcast_from_rank0();  // every rank starts from rank 0's parameters
   LH_LOG(Info, "train") << "model " << trainer.model()->num_parameters() << " parameters on "
                         << trainer.device().str() << ", " << trainer.tokens_per_step()
                         << " tokens/step, " << at::get_num_threads() << " intra-op threads";
@@ -82,7 +92,9 @@ RunSummary run_training(const TrainConfig& cfg, const RunOptions& opts) {
     const double rate = static_cast<double>(r.tokens - tokens_at_log) / std::max(1e-9, now_s - seconds_at_log);
     summary.last_loss = r.loss;
     if (r.step % loop.log_every == 0 || last) {
-      metrics.step({r.step, r.loss, r.lr, r.tokens, rate, now_s});
+      StepMetrics m{r.step, r.loss, r.lr, r.tokens, rate, now_s};
+      m.devices = r.devices;
+      metrics.step(m);
       tokens_at_log = r.tokens;
       seconds_at_log = now_s;
     }

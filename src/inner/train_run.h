@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <string>
 
+#include "inner/process_group.h"
 #include "inner/train_config.h"
 
 namespace longhaul::inner {
@@ -21,6 +22,9 @@ struct RunOptions {
   std::filesystem::path run_dir;
   bool resume = false;          // continue from the newest checkpoint in run_dir
   std::string effective_toml;   // written to config.effective.toml
+  // A multi-process site (--rank/--world-size/--rendezvous): world_size > 1 joins the ranks
+  // (inner/process_group.h). Rank R > 0 writes its run dir under <run_dir>/rank-R.
+  ProcessGroupOptions group;
 };
 
 struct RunSummary {

@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "inner/device.h"
+#include "inner/device_group.h"
 #include "inner/flat_params.h"
 #include "inner/inner_optimizer.h"
 #include "inner/lr_schedule.h"
@@ -21,14 +22,47 @@ Gpt build_model(const TrainConfig& cfg, const torch::Device& device) {
 }
 }  // namespace
 
-Trainer::Trainer(const TrainConfig& cfg, std::shared_ptr<const Corpus> corpus)
+Trainer::Trainer(const TrainConfig& cfg, std::shared_ptr<const Corpus> corpus, SiteProcessGroup* pg)
     : cfg_(cfg),
       corpus_(std::move(corpus)),
       device_(parse_device(cfg.train.device)),
       model_(build_model(cfg_, device_)),
       optimizer_(make_inner_optimizer(model_, cfg_.optim)),
       sampler_(corpus_->train, cfg_.train.batch_size, cfg_.model.block_size,
-               static_cast<uint64_t>(cfg_.train.seed)) {}
+               static_cast<uint64_t>(cfg_.train.seed)) {
+  if (!cfg_.train.devices.empty() || pg != nullptr) {
+    DeviceGroupOptions o;
+    o.devices = cfg_.train.devices;
+    if (o.devices.empty()) {  // one device per rank: the configured one
+      o.devices.resize(1);
+      o.devices[0].device = cfg_.train.device;
+      o.devices[0].max_micro_batch = cfg_.train.batch_size;
+      o.devices[0].threads = std::max(1, at::get_num_threads());
+    }
+    o.verify_every = cfg_.train.verify_every;
+    const GptConfig mc = cfg_.model;
+    const bool autocast = cfg_.train.bf16_autocast;
+    group_ = std::make_unique<DeviceGroup>(
+        model_.ptr(), [mc] { return Gpt(mc).ptr(); },
+        // One micro-batch on a replica: forward (autocast on CUDA when enabled), loss, backward.
+        [autocast](torch::nn::Module& m, const torch::Tensor& x, const torch::Tensor& y, double scale) {
+          torch::Tensor loss;  // [] fp32, mean CE (nats/token)
+          {
+            AutocastGuard guard(x.device(), autocast);
+            loss = static_cast<GptImpl&>(m).loss(x, y);
+          }
+          (loss * scale).backward();
+          return loss.item<double>();
+        },
+        o, pg);
+  }
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::broadcast_from_rank0() {
+  if (group_) group_->broadcast_from_rank0();
+}
 
 torch::Tensor Trainer::forward_backward(const Batch& batch, double scale) {
   auto x = batch.x.to(device_, /*non_blocking=*/true);  // [B, T] int64
@@ -49,6 +83,35 @@ StepResult Trainer::step() {
   optimizer_->zero_grad(/*set_to_none=*/true);
 
   const int64_t accum = cfg_.train.grad_accum;
+  if (group_) {  // several devices/ranks: the whole step's batch through the DeviceGroup
+    const auto d0 = std::chrono::steady_clock::now();
+    std::vector<torch::Tensor> xs, ys;
+    for (int64_t micro = 0; micro < accum; ++micro) {
+      Batch b = sampler_.next();
+      xs.push_back(b.x);
+      ys.push_back(b.y);
+    }
+    auto x = torch::cat(xs), y = torch::cat(ys);  // [batch_size * accum, T] int64, CPU
+    const double data_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - d0).count();
+    const GroupStepStats g = group_->compute_gradients(x, y);
+    const double grad_norm = clip_grad_norm(*model_, cfg_.optim.grad_clip);
+    optimizer_->step();
+    group_->after_optimizer_step();
+    ++step_;
+    tokens_ += tokens_per_step();
+    StepResult r;
+    r.step = step_;
+    r.loss = g.loss;
+    r.lr = lr;
+    r.grad_norm = grad_norm;
+    r.tokens = tokens_;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    r.data_seconds = data_seconds;
+    r.devices = to_json(g);
+    train_seconds_ += r.seconds;
+    return r;
+  }
   torch::Tensor loss_sum;  // [] on device_; one host sync per step, not per micro-batch
   double data_seconds = 0;
   for (int64_t micro = 0; micro < accum; ++micro) {

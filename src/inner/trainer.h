@@ -22,6 +22,9 @@
 
 namespace longhaul::inner {
 
+class DeviceGroup;
+class SiteProcessGroup;
+
 struct StepResult {
   int64_t step = 0;       // optimizer steps done after this one (1-based index of this step)
   double loss = 0;        // mean training loss over the step's micro-batches (nats/token)
@@ -30,6 +33,7 @@ struct StepResult {
   int64_t tokens = 0;     // training tokens consumed so far (whole run)
   double seconds = 0;     // wall time of this step
   double data_seconds = 0;  // of which in the batch sampler (Longhaul's code, not LibTorch's)
+  nlohmann::json devices;   // several devices/ranks: the split and rates (to_json(GroupStepStats)); else null
 };
 
 struct TrainStats {
@@ -44,7 +48,11 @@ class Trainer {
  public:
   // Seeds torch with cfg.train.seed, builds the model on cfg.train.device, the AdamW optimizer
   // and a sampler over corpus->train; sets torch's intra-op threads when cfg.train.threads > 0.
-  Trainer(const TrainConfig& cfg, std::shared_ptr<const Corpus> corpus);
+  // With cfg.train.devices or a process group `pg` (which must outlive the trainer), each step
+  // runs through a DeviceGroup: the step's batch_size x grad_accum sequences are split across
+  // the devices (and ranks) by measured throughput; see inner/device_group.h.
+  Trainer(const TrainConfig& cfg, std::shared_ptr<const Corpus> corpus, SiteProcessGroup* pg = nullptr);
+  ~Trainer();
 
   // One optimizer step over grad_accum micro-batches.
   StepResult step();
@@ -68,6 +76,11 @@ class Trainer {
   int64_t tokens_trained() const { return tokens_; }
   double train_seconds() const { return train_seconds_; }
   int64_t tokens_per_step() const { return cfg_.train.tokens_per_step(cfg_.model.block_size); }
+  // Null with one device and no process group.
+  DeviceGroup* device_group() { return group_.get(); }
+  // Start of a multi-process run / round boundary: every rank (and replica) takes rank 0's
+  // parameters. A no-op without a process group beyond syncing local replicas.
+  void broadcast_from_rank0();
 
  private:
   // One micro-batch: x, y [B, T] -> forward (autocast on CUDA when enabled) -> loss ->
@@ -83,6 +96,7 @@ class Trainer {
   int64_t step_ = 0;
   int64_t tokens_ = 0;
   double train_seconds_ = 0;
+  std::unique_ptr<DeviceGroup> group_;
 };
 
 }  // namespace longhaul::inner

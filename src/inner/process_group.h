@@ -1,0 +1,74 @@
+// The processes of one site joined into a c10d process group (a site larger than a machine,
+// or one process per accelerator vendor).
+//
+//   longhaul train|site ... --rank R --world-size W --rendezvous HOST:PORT
+//
+// Rank 0 hosts the rendezvous (a c10d TCPStore server on HOST:PORT); every rank connects to it,
+// announces itself, and waits — at most `timeout` — for all W ranks before the group forms.
+// Backend: ProcessGroupGloo (CPU tensors; a CUDA site's gradients are staged through host
+// memory), or ProcessGroupNCCL when `backend` is "nccl" (or "auto" with every device CUDA) and
+// this LibTorch build has it.
+//
+// Failure contract: no call waits longer than `timeout`. A rank that never arrives, dies, or
+// stops answering makes every call on the other ranks throw RankError naming the rank(s), e.g.
+//   site process group: rank 1 of 2 did not arrive at 127.0.0.1:29500 within 5000 ms
+//   site process group: all_reduce #12 failed: rank 1 of 2 stopped after #11 (dead or hung)
+// Collectives are numbered; every rank must call them in the same order (as with c10d).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "common/error.h"
+
+namespace longhaul::inner {
+
+// A peer rank failed (never arrived, died, or timed out). A user-facing error: exit status 2.
+class RankError : public UserError {
+ public:
+  using UserError::UserError;
+};
+
+struct ProcessGroupOptions {
+  int rank = 0;
+  int world_size = 1;
+  std::string host = "127.0.0.1";  // rendezvous host (rank 0 listens on it)
+  int port = 29500;                // rendezvous TCP port
+  std::chrono::milliseconds timeout{60000};  // rendezvous and every collective
+  std::string backend = "auto";    // "auto" | "gloo" | "nccl"
+};
+
+// Parses "HOST:PORT" ("[::1]:29500" for IPv6) into options.host/port; UserError otherwise.
+void parse_rendezvous(const std::string& spec, ProcessGroupOptions& options);
+
+class SiteProcessGroup {
+ public:
+  // Forms the group (blocking, <= timeout). `all_cuda`: every device of this rank is CUDA
+  // (needed for "auto" to pick NCCL; all ranks must agree). Throws RankError / UserError.
+  static std::unique_ptr<SiteProcessGroup> connect(const ProcessGroupOptions& options,
+                                                   bool all_cuda = false);
+  virtual ~SiteProcessGroup() = default;
+
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  virtual std::string backend_name() const = 0;
+  // The device collectives run on: CPU for gloo, this rank's CUDA device for NCCL.
+  virtual torch::Device comm_device() const = 0;
+
+  // In-place sum over ranks; `t` contiguous, fp32/fp64/int64, on comm_device(). Every rank
+  // ends with bitwise identical values.
+  virtual void all_reduce_sum(torch::Tensor& t) = 0;
+  // In-place: every rank gets root's `t` (same shape and dtype on every rank).
+  virtual void broadcast(torch::Tensor& t, int root) = 0;
+  // Every rank's value, in rank order.
+  virtual std::vector<double> all_gather(double value) = 0;
+  virtual std::vector<int64_t> all_gather(int64_t value) = 0;
+  virtual void barrier() = 0;
+};
+
+}  // namespace longhaul::inner
