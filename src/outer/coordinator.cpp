@@ -61,6 +61,7 @@ struct Event {
 struct SiteEntry {
   std::shared_ptr<Connection> conn;  // null when disconnected
   bool welcomed = false;
+  bool told_complete = false;  // run_complete sent: the site exits 0
   std::string state = "disconnected";  // disconnected | joined | training | uploaded
   int64_t last_round_uploaded = -1;
   uint64_t bytes_up = 0, bytes_down = 0;
@@ -350,6 +351,11 @@ void Coordinator::Impl::on_hello(const std::shared_ptr<Connection>& c, const Mes
   s.state = "joined";
   LH_LOG(Info, "coordinator") << "site " << site << " joined at round " << next_round;
   send_welcome(site);
+  if (next_round >= cfg.rounds) {  // a late joiner after the last round (coordinator lingering)
+    send(site, Message{protocol::kRunComplete, {{"rounds", next_round}}, {}});
+    s.told_complete = true;
+    return;
+  }
   if (round.is_open()) {
     round.add_participant(site);
     send_round_start(site);
@@ -657,8 +663,8 @@ int Coordinator::run() {
   }
   ConfigWatcher::install_sighup_handler();
   s.start_server();
-  auto last_poll = Clock::now();
-  while (!g_stop.load()) {
+  // Handles the connection events that arrived, waiting up to 100 ms for the first one.
+  auto pump = [&s] {
     std::deque<Event> batch;
     {
       std::unique_lock<std::mutex> l(s.mu);
@@ -666,6 +672,10 @@ int Coordinator::run() {
       batch.swap(s.events);
     }
     for (auto& e : batch) s.handle(e);
+  };
+  auto last_poll = Clock::now();
+  while (!g_stop.load()) {
+    pump();
     if (Clock::now() - last_poll > std::chrono::milliseconds(200)) {
       s.watcher->poll();
       last_poll = Clock::now();
@@ -686,8 +696,27 @@ int Coordinator::run() {
     LH_LOG(Info, "coordinator") << "run " << s.run_id << " complete: " << s.next_round
                                 << " rounds, final eval loss " << s.last_eval;
     for (auto& [id, e] : s.sites)
-      if (e.welcomed) s.send(id, Message{protocol::kRunComplete, {{"rounds", s.next_round}}, {}});
-    // Give the sites a moment to receive the last messages before the server goes away.
+      if (e.welcomed && e.conn) {
+        s.send(id, Message{protocol::kRunComplete, {{"rounds", s.next_round}}, {}});
+        e.told_complete = true;
+      }
+    // Linger: a site that was disconnected at the end (its link or process was down) would
+    // otherwise retry forever; keep answering its hello with run_complete until every known
+    // site has been told or coordinator.linger_s has passed. Then give the last messages a
+    // moment to leave before the server goes away.
+    auto all_told = [&] {
+      for (auto& [id, e] : s.sites)
+        if (!e.told_complete) return false;
+      return true;
+    };
+    const auto linger_until = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(s.cfg.linger_s * 1000));
+    if (!all_told())
+      LH_LOG(Info, "coordinator") << "lingering up to " << s.cfg.linger_s
+                                  << " s for sites that have not heard the run is complete";
+    while (!all_told() && Clock::now() < linger_until && !g_stop.load()) {
+      pump();
+      s.publish_snapshot();
+    }
     auto until = Clock::now() + std::chrono::seconds(2);
     while (Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   } else {

@@ -46,6 +46,7 @@ CoordinatorConfig read_coordinator_config(const std::filesystem::path& path,
   CoordinatorConfig c;
   c.run_id = r.get_string("coordinator.run_id", "");
   c.rounds = r.get_int("coordinator.rounds", c.rounds, 1, 100000000);
+  c.linger_s = r.get_double("coordinator.linger_s", c.linger_s, 0, 86400);
   c.seed = r.get_int("coordinator.seed", c.seed, 0, INT64_MAX);
   c.bind = r.get_string("coordinator.bind", c.bind);
   c.port = r.get_int("coordinator.port", c.port, 0, 65535);

@@ -32,6 +32,8 @@ struct EvalConfig {
 struct CoordinatorConfig {
   std::string run_id;                  // empty: generated at first start (kept in the checkpoint)
   int64_t rounds = 20;                 // outer rounds of the run; the coordinator exits 0 after
+  double linger_s = 60;                // after the last round: seconds to keep answering sites that
+                                       // reconnect late with run_complete (ends early once all know)
   int64_t seed = 1337;                 // seeds the initial θ
   std::string bind = "127.0.0.1";      // listen address
   int64_t port = 7443;                 // TCP port (WebSocket + HTTPS); 0 = ephemeral

@@ -9,6 +9,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
+#include "tiny_gpt_config.h"
 #include "inner/flat_params.h"
 #include "inner/safetensors_io.h"
 
@@ -55,15 +56,7 @@ class GptIo : public ::testing::Test {
   fs::path dir_;
 };
 
-GptConfig tiny() {
-  GptConfig c;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 32;
-  c.block_size = 16;
-  c.vocab_size = 64;
-  return c;
-}
+GptConfig tiny() { return longhaul::test::tiny_gpt_config(); }
 
 }  // namespace
 

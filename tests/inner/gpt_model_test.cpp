@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "tiny_gpt_config.h"
 #include "inner/device.h"
 #include "inner/flat_params.h"
 #include "inner/gpt.h"
@@ -16,15 +17,7 @@ using namespace longhaul::inner;
 
 namespace {
 
-GptConfig tiny() {
-  GptConfig c;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 32;
-  c.block_size = 16;
-  c.vocab_size = 64;
-  return c;
-}
+GptConfig tiny() { return longhaul::test::tiny_gpt_config(); }
 
 template <typename Fn>
 std::string error_of(Fn fn) {

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <string>
 
+#include "tiny_gpt_config.h"
 #include "inner/inner_optimizer.h"
 #include "inner/lr_schedule.h"
 #include "inner/safetensors_io.h"
@@ -19,15 +20,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-GptConfig tiny() {
-  GptConfig c;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 32;
-  c.block_size = 16;
-  c.vocab_size = 64;
-  return c;
-}
+GptConfig tiny() { return longhaul::test::tiny_gpt_config(); }
 
 class GptParity : public ::testing::Test {
  protected:

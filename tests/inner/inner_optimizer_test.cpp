@@ -1,6 +1,7 @@
 // Inner optimizer: nanoGPT's lr schedule (hand-computed values), config validation, the two
 // AdamW parameter groups, set_lr, gradient clipping. The numerics against torch.optim.AdamW are
 // in gpt_parity_test.cpp.
+#include "tiny_gpt_config.h"
 #include "inner/inner_optimizer.h"
 
 #include <gtest/gtest.h>
@@ -14,15 +15,8 @@ using namespace longhaul;
 using namespace longhaul::inner;
 
 namespace {
-GptConfig tiny() {
-  GptConfig c;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 32;
-  c.block_size = 16;
-  c.vocab_size = 64;
-  return c;
-}
+GptConfig tiny() { return longhaul::test::tiny_gpt_config(); }
+
 }  // namespace
 
 TEST(InnerOptimizer, LrScheduleIsNanoGpts) {

@@ -249,5 +249,32 @@ TEST(Cluster, SigtermStopsSitesAndCoordinatorCleanly) {
   EXPECT_EQ(st->meta["next_round"].get<int64_t>(), static_cast<int64_t>(c.coordinator_rounds().size()));
 }
 
+// A site that was down when the last round closed learns on reconnect that the run is
+// complete (the coordinator lingers for it) and exits 0, instead of retrying forever.
+TEST(Cluster, SiteDownAtTheEndIsToldTheRunIsCompleteWhenItReconnects) {
+  ClusterOptions o;
+  o.rounds = 3;
+  o.inner_steps = 3;
+  o.deadline_s = 3;
+  Cluster c("linger", o);
+  Process coord = c.start_coordinator();
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  std::map<std::string, Process> sites;
+  for (const auto& s : o.sites) sites[s] = c.start_site(s);
+  ASSERT_TRUE(c.wait_for_rounds(1, 120s)) << Cluster::tail(coord.log());
+  sites["site-c"].signal(SIGKILL);
+  EXPECT_EQ(sites["site-c"].wait(10s), 128 + SIGKILL);
+  // The remaining rounds close at their deadlines with 2 of 3 sites (min_sites = 2).
+  ASSERT_TRUE(c.wait_for_rounds(3, 120s)) << Cluster::tail(coord.log());
+  std::this_thread::sleep_for(1s);
+  EXPECT_TRUE(coord.running()) << "the coordinator should linger for site-c";
+  sites["site-c"] = c.start_site("site-c", "-late");
+  EXPECT_EQ(sites["site-c"].wait(120s), 0) << Cluster::tail(sites["site-c"].log());
+  EXPECT_NE(Cluster::tail(sites["site-c"].log()).find("run complete"), std::string::npos);
+  EXPECT_EQ(coord.wait(60s), 0) << Cluster::tail(coord.log());
+  for (const char* s : {"site-a", "site-b"}) EXPECT_EQ(sites[s].wait(30s), 0) << s;
+  EXPECT_EQ(c.coordinator_rounds().size(), 3u);
+}
+
 }  // namespace
 }  // namespace longhaul::testing
