@@ -105,6 +105,36 @@ TEST(MultiRankSite, TwoRankSiteTrainsInLockstepAndEndsWithTheCoordinatorsTheta) 
   EXPECT_EQ(slurp(rank1.log()).find("wss://"), std::string::npos) << "rank 1 talked to the coordinator";
 }
 
+// SIGTERM to rank 0 mid-run: it stops the follower (mid-round or at the next boundary) and
+// both exit 0.
+TEST(MultiRankSite, SigtermOnRank0StopsTheFollowerCleanly) {
+  ClusterOptions o;
+  o.rounds = 50;
+  o.inner_steps = 3;
+  o.min_sites = 1;
+  o.start_sites = 1;
+  o.sites = {"site-a"};
+  Cluster c("multirank_term", o);
+  Process coord = c.start_coordinator();
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  const std::string rdv = "127.0.0.1:" + std::to_string(free_port());
+  auto ranked = [&](int r) {
+    return std::vector<std::string>{"--rank", std::to_string(r), "--world-size", "2", "--rendezvous", rdv,
+                                    "--rank-timeout-ms", "5000"};
+  };
+  Process rank0 = c.start_site("site-a", "", ranked(0));
+  Process rank1 = c.start_site("site-a", "-rank1", ranked(1));
+  ASSERT_TRUE(c.wait_for_rounds(2, 60s)) << Cluster::tail(coord.log());
+  rank0.signal(SIGTERM);
+  EXPECT_EQ(rank0.wait(30s), 0) << Cluster::tail(rank0.log());
+  EXPECT_EQ(rank1.wait(30s), 0) << Cluster::tail(rank1.log());
+  auto stop = Cluster::read_events(c.site_dir("site-a") / "rank-1" / "metrics.jsonl", "stop");
+  ASSERT_EQ(stop.size(), 1u) << Cluster::tail(rank1.log());
+  EXPECT_NE(stop[0]["reason"], "run complete") << stop[0].dump();
+  coord.signal(SIGTERM);
+  EXPECT_EQ(coord.wait(30s), 0) << Cluster::tail(coord.log());
+}
+
 // Rank 0 dies (SIGKILL) after a round: rank 1 fails with an error naming rank 0, within the
 // rank timeout, instead of waiting for the next round forever.
 TEST(MultiRankSite, FollowerFailsNamingRank0WhenRank0Dies) {
