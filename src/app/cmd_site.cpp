@@ -1,4 +1,7 @@
-// `longhaul site --config configs/site-a.toml [--run-dir DIR] [--set k=v]...`
+// `longhaul site --config configs/site-a.toml [--run-dir DIR] [--set k=v]...
+//      [--rank R --world-size W --rendezvous HOST:PORT [--rank-timeout-ms N]]`
+// With --world-size > 1 the site is several processes (outer/site_follower.h): rank 0 talks to
+// the coordinator, ranks > 0 follow it; every rank needs the same [data] and [train] seed.
 #include <CLI/CLI.hpp>
 
 #include <csignal>
@@ -6,6 +9,8 @@
 #include "app/commands.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "inner/process_group.h"
+#include "outer/site_follower.h"
 #include "outer/site_service.h"
 
 namespace longhaul::app {
@@ -16,8 +21,15 @@ struct SiteArgs {
   std::string run_dir;
   std::vector<std::string> overrides;
   std::string log_level = "info";
+  int rank = 0;
+  int world_size = 1;
+  std::string rendezvous;
+  int64_t rank_timeout_ms = 60000;
 };
-void on_signal(int) { outer::SiteService::request_stop(); }
+void on_signal(int) {
+  outer::SiteService::request_stop();
+  outer::request_follower_stop();
+}
 }  // namespace
 
 void register_site(CLI::App& app, CommandFn& run) {
@@ -28,6 +40,13 @@ void register_site(CLI::App& app, CommandFn& run) {
                   "checkpoints, residual, metrics (default runs/<site id>); restart resumes");
   cmd->add_option("--set", args->overrides, "override a config key: section.key=value");
   cmd->add_option("--log-level", args->log_level, "debug|info|warn|error")->capture_default_str();
+  cmd->add_option("--rank", args->rank,
+                  "this process's rank in a multi-process site (0 talks to the coordinator and hosts the rendezvous)");
+  cmd->add_option("--world-size", args->world_size, "processes in the site (default 1)");
+  cmd->add_option("--rendezvous", args->rendezvous, "HOST:PORT of rank 0's rendezvous (needed when --world-size > 1)");
+  cmd->add_option("--rank-timeout-ms", args->rank_timeout_ms,
+                  "how long to wait for a missing or silent rank before failing, ms (default 60000)")
+      ->check(CLI::Range(int64_t{100}, int64_t{86400000}));
   cmd->callback([&run, args] {
     run = [args]() -> int {
       set_log_level(parse_log_level(args->log_level));
@@ -35,8 +54,36 @@ void register_site(CLI::App& app, CommandFn& run) {
       std::string dir = args->run_dir.empty() ? "runs/" + cfg.id : args->run_dir;
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);
-      outer::SiteService s(std::move(cfg), dir);
-      return s.run();
+      if (args->world_size < 1 || args->rank < 0 || args->rank >= args->world_size)
+        throw UserError("--rank " + std::to_string(args->rank) + " --world-size " +
+                        std::to_string(args->world_size) + ": expected 0 <= rank < world size");
+      if (args->world_size == 1) {
+        outer::SiteService s(std::move(cfg), dir);
+        return s.run();
+      }
+      if (args->rendezvous.empty())
+        throw UserError("--world-size " + std::to_string(args->world_size) + " needs --rendezvous HOST:PORT");
+      inner::ProcessGroupOptions po;
+      po.rank = args->rank;
+      po.world_size = args->world_size;
+      po.timeout = std::chrono::milliseconds(args->rank_timeout_ms);
+      inner::parse_rendezvous(args->rendezvous, po);
+      bool all_cuda = !cfg.train.train.devices.empty();
+      for (const auto& d : cfg.train.train.devices) all_cuda = all_cuda && d.device != "cpu";
+      if (cfg.train.train.devices.empty()) all_cuda = cfg.train.train.device != "cpu";
+      auto pg = inner::SiteProcessGroup::connect(po, all_cuda);
+      if (args->rank > 0) return outer::run_site_follower(cfg, dir, *pg);
+      outer::FollowerLink followers(*pg);
+      try {
+        outer::SiteService s(std::move(cfg), dir, &followers);
+        return s.run();
+      } catch (const std::exception& e) {
+        try {  // the followers fail with rank 0's reason instead of waiting for it
+          followers.finish(e.what(), true);
+        } catch (const std::exception&) {
+        }
+        throw;
+      }
     };
   });
 }

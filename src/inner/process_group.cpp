@@ -142,7 +142,31 @@ class GlooSiteGroup final : public SiteProcessGroup {
     all_reduce_sum(t);
   }
 
+  void post(const std::string& key, const std::string& value) override {
+    try {
+      store_->set("lh/post/" + key, to_bytes(value));
+    } catch (const std::exception& e) {
+      throw store_gone(e);
+    }
+  }
+
+  std::optional<std::string> poll(const std::string& key) override {
+    try {
+      if (!store_->check({"lh/post/" + key})) return std::nullopt;
+      return to_string_bytes(store_->get("lh/post/" + key));
+    } catch (const std::exception& e) {
+      throw store_gone(e);
+    }
+  }
+
  private:
+  RankError store_gone(const std::exception& e) {
+    failed_ = true;
+    return RankError("site process group: rank " + std::to_string(o_.rank) + ": rank 0 of " +
+                     std::to_string(o_.world_size) + " (rendezvous host " + where_ +
+                     ") is gone (dead or hung) [" + first_line(e.what()) + "]");
+  }
+
   std::string key(const char* what, int r) const { return std::string("lh/") + what + "/" + std::to_string(r); }
 
   // Announce this rank, refuse duplicates, wait (bounded) for all others, name the missing.

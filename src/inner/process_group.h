@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,13 @@ class SiteProcessGroup {
   virtual std::vector<double> all_gather(double value) = 0;
   virtual std::vector<int64_t> all_gather(int64_t value) = 0;
   virtual void barrier() = 0;
+
+  // A small control channel beside the collectives, in the rendezvous store (hosted by rank 0):
+  // post() sets `key` to `value`; poll() returns the value once some rank posted it. Neither
+  // waits for the other ranks, so a rank may wait for a key as long as rank 0 is alive; when
+  // the store is gone (rank 0 died) they throw RankError within the timeout.
+  virtual void post(const std::string& key, const std::string& value) = 0;
+  virtual std::optional<std::string> poll(const std::string& key) = 0;
 };
 
 }  // namespace longhaul::inner

@@ -17,6 +17,7 @@
 #include "inner/trainer.h"
 #include "outer/param_hash.h"
 #include "outer/protocol.h"
+#include "outer/site_follower.h"
 #include "transport/channel_client.h"
 #include "transport/channel_server.h"
 #include "transport/codec.h"
@@ -61,6 +62,9 @@ struct SiteService::Impl {
   int64_t last_tokens = 0;
   std::ofstream metrics;
   bool done = false;
+  FollowerLink* followers = nullptr;   // rank 0 of a multi-process site: the other ranks
+  json model_json;                     // the coordinator's model (sent to the followers)
+  uint64_t last_trained_hash = 0;      // θ_local after the last round's inner steps
 
   void connect_and_join();
   void handle(const Message& m);
@@ -149,7 +153,8 @@ void SiteService::Impl::on_welcome(const Message& m) {
     tc.data.block_size = model.block_size;
     tc.data.vocab_size = model.vocab_size;
     corpus = std::make_shared<inner::Corpus>(inner::load_corpus(tc.data));
-    trainer = std::make_unique<inner::Trainer>(tc, corpus);
+    trainer = std::make_unique<inner::Trainer>(tc, corpus, followers ? &followers->group() : nullptr);
+    model_json = protocol::field<json>(m.header, t, "model");
     manifest = inner::param_manifest(*trainer->model());
     manifest_hash = manifest.hash();
     residual.assign(manifest.total_elements(), 0.f);
@@ -195,15 +200,18 @@ void SiteService::Impl::on_round_start(const Message& m) {
   o.encoding = transport::parse_encoding(protocol::field<std::string>(m.header, t, "upload_encoding"));
   LH_LOG(Info, "site") << cfg.id << ": round " << r << ": training " << H << " steps";
   inner::flat_to_params(*trainer->model(), theta);
+  if (followers) followers->start_round(r, H, model_json, param_hash(theta), *trainer);
+  auto keep_going = [&] { return followers ? followers->step_gate(!g_stop.load()) : !g_stop.load(); };
   int64_t tokens = 0, steps = 0;
   double loss_sum = 0;
-  for (; steps < H && !g_stop.load(); ++steps) {
+  for (; steps < H && keep_going(); ++steps) {
     auto st = trainer->train_steps(1);
     tokens += st.tokens;
     loss_sum += st.mean_loss;
   }
   if (g_stop.load()) return;  // abandon the round
   std::vector<float> delta = inner::params_to_flat(*trainer->model());
+  last_trained_hash = param_hash(delta);
   for (size_t i = 0; i < delta.size(); ++i) delta[i] = theta[i] - delta[i];  // Δ = θ_r − θ_local
   residual_backup = residual;
   Message up;
@@ -250,6 +258,7 @@ void SiteService::Impl::on_round_result(const Message& m) {
                {"param_hash", protocol::hex64(got)},
                {"contributed", false},      {"tokens", last_tokens},
                {"train_loss", last_train_loss},
+               {"trained_hash", protocol::hex64(last_trained_hash)},
                {"bytes_up", bytes_up},      {"bytes_down", bytes_down},
                {"hash_mismatches", hash_mismatches}};
   for (const auto& c : m.header.value("contributors", json::array()))
@@ -299,7 +308,9 @@ void SiteService::Impl::save_state() {
   inner::prune_checkpoints(run_dir, 2);
 }
 
-SiteService::SiteService(SiteConfig cfg, fs::path run_dir) : impl_(std::make_unique<Impl>()) {
+SiteService::SiteService(SiteConfig cfg, fs::path run_dir, FollowerLink* followers)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->followers = followers;
   impl_->cfg = std::move(cfg);
   impl_->run_dir = std::move(run_dir);
 }
@@ -339,6 +350,11 @@ int SiteService::run() {
     }
   }
   if (s.trainer) s.save_state();
+  if (s.followers) {  // the other ranks end with θ (the checkpoint above keeps the trained state)
+    if (s.trainer && !s.theta.empty()) inner::flat_to_params(*s.trainer->model(), s.theta);
+    s.followers->finish(s.done ? "run complete" : "stopped", false, s.trainer ? s.trainer.get() : nullptr,
+                        param_hash(s.theta));
+  }
   if (s.client) s.client->close();
   LH_LOG(Info, "site") << s.cfg.id << (s.done ? ": done" : ": stopped") << " at round " << s.round;
   return 0;

@@ -20,9 +20,14 @@
 
 namespace longhaul::outer {
 
+class FollowerLink;
+
 class SiteService {
  public:
-  SiteService(SiteConfig cfg, std::filesystem::path run_dir);
+  // `followers` (rank 0 of a multi-process site, site_follower.h; must outlive this): the
+  // trainer joins their process group, each round's θ and steps are sent to them, and they
+  // are told to stop when run() returns.
+  SiteService(SiteConfig cfg, std::filesystem::path run_dir, FollowerLink* followers = nullptr);
   ~SiteService();
   int run();
   static void request_stop();

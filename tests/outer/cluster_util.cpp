@@ -163,10 +163,16 @@ Process Cluster::start_coordinator(int port, const std::string& log_suffix) {
 }
 
 Process Cluster::start_site(const std::string& s, const std::string& log_suffix) {
-  return Process({"site", "--config", (root_ / (s + ".toml")).string(), "--run-dir",
-                  site_dir(s).string(), "--set",
-                  "site.coordinator=wss://127.0.0.1:" + std::to_string(port_) + "/v1/ws"},
-                 root_ / (s + log_suffix + ".log"));
+  return start_site(s, log_suffix, {});
+}
+
+Process Cluster::start_site(const std::string& s, const std::string& log_suffix,
+                            const std::vector<std::string>& extra_args) {
+  std::vector<std::string> args = {"site", "--config", (root_ / (s + ".toml")).string(), "--run-dir",
+                                   site_dir(s).string(), "--set",
+                                   "site.coordinator=wss://127.0.0.1:" + std::to_string(port_) + "/v1/ws"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  return Process(args, root_ / (s + log_suffix + ".log"));
 }
 
 std::vector<json> Cluster::read_events(const fs::path& p, const std::string& event) {

@@ -65,6 +65,9 @@ class Cluster {
   Process start_coordinator(int port = 0, const std::string& log_suffix = "");
   int port() const { return port_; }
   Process start_site(const std::string& site, const std::string& log_suffix = "");
+  // The same with extra command-line arguments (e.g. --rank/--world-size/--rendezvous).
+  Process start_site(const std::string& site, const std::string& log_suffix,
+                     const std::vector<std::string>& extra_args);
 
   // Lines of a metrics.jsonl with "event" == event.
   static std::vector<nlohmann::json> read_events(const fs::path& jsonl, const std::string& event);
