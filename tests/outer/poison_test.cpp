@@ -170,5 +170,74 @@ TEST(Poison, NanInfWrongManifestAndHugeNormAreRefusedAndThetaUnchanged) {
   EXPECT_NE(log.find("REJECTED: norm"), std::string::npos);
 }
 
+
+// A late upload (for a round already applied) is dropped with status "late" and leaves θ
+// alone; a site that asks for a resync gets the full current θ again (and the round start).
+TEST(Poison, LateUploadIsDroppedAndResyncSendsTheCurrentTheta) {
+  ClusterOptions o;
+  o.rounds = 2;
+  o.min_sites = 1;
+  o.start_sites = 1;
+  o.sites = {"evil"};
+  o.upload_encoding = "fp32";
+  Cluster c("late", o);
+  Process coord = c.start_coordinator();
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+
+  torch::manual_seed(0);
+  inner::GptConfig g;
+  g.n_layer = 1, g.n_head = 2, g.n_embd = 32, g.block_size = 32, g.vocab_size = 256;
+  inner::Gpt model(g);
+  const transport::Manifest m = inner::param_manifest(*model);
+  const size_t n = m.total_elements();
+  transport::ClientOptions co;
+  co.url = "wss://127.0.0.1:" + std::to_string(c.port()) + "/v1/ws";
+  co.tls = {c.root() / "certs/ca.crt", c.root() / "certs/evil.crt", c.root() / "certs/evil.key"};
+  Evil evil(co);
+  evil.client.connect();
+  evil.client.send(Message{proto::kHello,
+                           {{"site", "evil"}, {"protocol", proto::kVersion},
+                            {"manifest_hash", proto::hex64(m.hash())}, {"round", -1}},
+                           {}});
+  Message w = evil.expect(proto::kWelcome);
+  evil.run_id = w.header["run_id"];
+  transport::CodecOptions fp32;
+  fp32.encoding = transport::Encoding::kFp32;
+  std::vector<float> good(n, 1e-3f);
+
+  ASSERT_EQ(evil.expect(proto::kRoundStart).header["round"], 0);
+  evil.upload(0, transport::encode(good, m, fp32));
+  EXPECT_EQ(evil.expect(proto::kUploadAck).header["status"], proto::kAccepted);
+  Message r0 = evil.expect(proto::kRoundResult);
+  ASSERT_TRUE(r0.header["applied"].get<bool>());
+  const std::string hash_after_0 = r0.header["param_hash"];
+  ASSERT_EQ(evil.expect(proto::kRoundStart).header["round"], 1);
+
+  // Round 0 is closed and applied: a second upload for it must not touch θ.
+  evil.upload(0, transport::encode(good, m, fp32));
+  Message late = evil.expect(proto::kUploadAck);
+  EXPECT_EQ(late.header["round"], 0);
+  EXPECT_EQ(late.header["status"], proto::kLate) << late.header.dump();
+
+  // A full resync returns θ after round 0, bitwise (the late upload changed nothing).
+  evil.client.send(Message{proto::kResync, {{"run_id", evil.run_id}, {"round", 1}, {"site", "evil"},
+                                            {"fragment", 0}, {"reason", "test: hash mismatch"}}, {}});
+  Message again = evil.expect(proto::kWelcome);
+  EXPECT_EQ(again.header["param_hash"], hash_after_0);
+  std::vector<float> theta(n);
+  transport::decode(again.payload, theta, m.hash());
+  EXPECT_EQ(proto::hex64(outer::param_hash(theta)), hash_after_0);
+  EXPECT_EQ(evil.expect(proto::kRoundStart).header["round"], 1);
+
+  evil.upload(1, transport::encode(good, m, fp32));
+  EXPECT_EQ(evil.expect(proto::kUploadAck).header["status"], proto::kAccepted);
+  evil.expect(proto::kRoundResult);
+  evil.expect(proto::kRunComplete);
+  EXPECT_EQ(coord.wait(60s), 0) << Cluster::tail(coord.log());
+  std::string log = Cluster::tail(coord.log(), 1 << 20);
+  EXPECT_NE(log.find("asks for a full resync"), std::string::npos);
+  EXPECT_NE(log.find("for round 0 dropped"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace longhaul::testing
