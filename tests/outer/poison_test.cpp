@@ -71,38 +71,60 @@ struct Evil {
   }
 };
 
+// A running coordinator whose only site is the hostile in-process "evil" (fp32 uploads,
+// min_sites 1), already joined: `theta` holds the θ of its welcome.
+struct EvilRun {
+  Cluster c;
+  Process coord;
+  transport::Manifest m;
+  size_t n = 0;
+  std::unique_ptr<Evil> evil;
+  Message welcome;
+  std::vector<float> theta;
+
+  static ClusterOptions options(int rounds) {
+    ClusterOptions o;
+    o.rounds = rounds;
+    o.min_sites = 1;
+    o.start_sites = 1;
+    o.sites = {"evil"};
+    o.upload_encoding = "fp32";
+    return o;
+  }
+  EvilRun(const std::string& name, int rounds) : c(name, options(rounds)) {
+    coord = c.start_coordinator();
+    if (c.port() <= 0) throw std::runtime_error("coordinator did not start: " + Cluster::tail(coord.log()));
+    torch::manual_seed(0);
+    inner::GptConfig g;  // the cluster's model config (cluster_util.cpp)
+    g.n_layer = 1, g.n_head = 2, g.n_embd = 32, g.block_size = 32, g.vocab_size = 256;
+    inner::Gpt model(g);
+    m = inner::param_manifest(*model);
+    n = m.total_elements();
+    transport::ClientOptions co;
+    co.url = "wss://127.0.0.1:" + std::to_string(c.port()) + "/v1/ws";
+    co.tls = {c.root() / "certs/ca.crt", c.root() / "certs/evil.crt", c.root() / "certs/evil.key"};
+    evil = std::make_unique<Evil>(co);
+    evil->client.connect();
+    evil->client.send(Message{proto::kHello,
+                              {{"site", "evil"}, {"protocol", proto::kVersion},
+                               {"manifest_hash", proto::hex64(m.hash())}, {"round", -1}},
+                              {}});
+    welcome = evil->expect(proto::kWelcome);
+    evil->run_id = welcome.header["run_id"];
+    theta.resize(n);
+    transport::decode(welcome.payload, theta, m.hash());
+  }
+};
+
 TEST(Poison, NanInfWrongManifestAndHugeNormAreRefusedAndThetaUnchanged) {
-  ClusterOptions o;
-  o.rounds = 5;
-  o.min_sites = 1;
-  o.start_sites = 1;
-  o.sites = {"evil"};
-  o.upload_encoding = "fp32";
-  Cluster c("poison", o);
-  Process coord = c.start_coordinator();
-  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
-
-  torch::manual_seed(0);
-  inner::GptConfig g;
-  g.n_layer = 1, g.n_head = 2, g.n_embd = 32, g.block_size = 32, g.vocab_size = 256;
-  inner::Gpt model(g);
-  const transport::Manifest m = inner::param_manifest(*model);
-  const size_t n = m.total_elements();
-
-  transport::ClientOptions co;
-  co.url = "wss://127.0.0.1:" + std::to_string(c.port()) + "/v1/ws";
-  co.tls = {c.root() / "certs/ca.crt", c.root() / "certs/evil.crt", c.root() / "certs/evil.key"};
-  Evil evil(co);
-  evil.client.connect();
-  evil.client.send(Message{proto::kHello,
-                           {{"site", "evil"}, {"protocol", proto::kVersion},
-                            {"manifest_hash", proto::hex64(m.hash())}, {"round", -1}},
-                           {}});
-  Message w = evil.expect(proto::kWelcome);
-  evil.run_id = w.header["run_id"];
-  std::vector<float> theta(n);
-  transport::decode(w.payload, theta, m.hash());
-  ASSERT_EQ(proto::hex64(outer::param_hash(theta)), w.header["param_hash"]);
+  EvilRun run("poison", 5);
+  Cluster& c = run.c;
+  Process& coord = run.coord;
+  const transport::Manifest& m = run.m;
+  const size_t n = run.n;
+  Evil& evil = *run.evil;
+  std::vector<float>& theta = run.theta;
+  ASSERT_EQ(proto::hex64(outer::param_hash(theta)), run.welcome.header["param_hash"]);
 
   auto apply_result = [&](int64_t round) {
     Message r = evil.expect(proto::kRoundResult);
@@ -174,33 +196,11 @@ TEST(Poison, NanInfWrongManifestAndHugeNormAreRefusedAndThetaUnchanged) {
 // A late upload (for a round already applied) is dropped with status "late" and leaves θ
 // alone; a site that asks for a resync gets the full current θ again (and the round start).
 TEST(Poison, LateUploadIsDroppedAndResyncSendsTheCurrentTheta) {
-  ClusterOptions o;
-  o.rounds = 2;
-  o.min_sites = 1;
-  o.start_sites = 1;
-  o.sites = {"evil"};
-  o.upload_encoding = "fp32";
-  Cluster c("late", o);
-  Process coord = c.start_coordinator();
-  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
-
-  torch::manual_seed(0);
-  inner::GptConfig g;
-  g.n_layer = 1, g.n_head = 2, g.n_embd = 32, g.block_size = 32, g.vocab_size = 256;
-  inner::Gpt model(g);
-  const transport::Manifest m = inner::param_manifest(*model);
-  const size_t n = m.total_elements();
-  transport::ClientOptions co;
-  co.url = "wss://127.0.0.1:" + std::to_string(c.port()) + "/v1/ws";
-  co.tls = {c.root() / "certs/ca.crt", c.root() / "certs/evil.crt", c.root() / "certs/evil.key"};
-  Evil evil(co);
-  evil.client.connect();
-  evil.client.send(Message{proto::kHello,
-                           {{"site", "evil"}, {"protocol", proto::kVersion},
-                            {"manifest_hash", proto::hex64(m.hash())}, {"round", -1}},
-                           {}});
-  Message w = evil.expect(proto::kWelcome);
-  evil.run_id = w.header["run_id"];
+  EvilRun run("late", 2);
+  Process& coord = run.coord;
+  const transport::Manifest& m = run.m;
+  const size_t n = run.n;
+  Evil& evil = *run.evil;
   transport::CodecOptions fp32;
   fp32.encoding = transport::Encoding::kFp32;
   std::vector<float> good(n, 1e-3f);
