@@ -38,9 +38,11 @@ ConnectionLimits ChannelServer::Impl::limits() const {
 }
 
 void ChannelServer::Impl::adopt(std::shared_ptr<Connection> c) {
+  bool stopping = false;
   {
     std::lock_guard lock(mu);
     conns.insert(c);
+    stopping = stopped.load();  // stop() began while this session was still handshaking
   }
   std::weak_ptr<Impl> weak = weak_from_this();
   c->start(
@@ -57,6 +59,10 @@ void ChannelServer::Impl::adopt(std::shared_ptr<Connection> c) {
         if (self->on_close) self->on_close(conn, reason);
       });
   LH_LOG(Info, "channel") << "peer '" << c->peer_id() << "' (" << c->peer_address() << ") connected";
+  if (stopping) {
+    c->close("server stopping");
+    return;
+  }
   if (on_open) on_open(c);
 }
 
@@ -170,8 +176,11 @@ void ChannelServer::stop() {
     std::lock_guard lock(impl_->mu);
     for (const auto& c : impl_->conns) c->close("server stopping");
   }
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-  while (connection_count() > 0 && std::chrono::steady_clock::now() < deadline)
+  // Wait (bounded) for open connections to close AND for sessions still in their TLS/WebSocket
+  // handshake: those adopt themselves after this point and are closed by adopt(); stopping the
+  // io_context under them would leave their sockets open while this object lives.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while ((connection_count() > 0 || impl_->sessions.load() > 0) && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();
