@@ -19,6 +19,7 @@
 #include "inner/corpus.h"
 #include "inner/flat_params.h"
 #include "inner/gpt.h"
+#include "inner/safetensors_io.h"
 #include "outer/aggregator.h"
 #include "outer/config_watcher.h"
 #include "outer/coordinator_checkpoint.h"
@@ -695,6 +696,12 @@ int Coordinator::run() {
   if (s.next_round >= s.cfg.rounds) {
     LH_LOG(Info, "coordinator") << "run " << s.run_id << " complete: " << s.next_round
                                 << " rounds, final eval loss " << s.last_eval;
+    // The trained model: the published θ (what every site holds), as model.safetensors +
+    // model.json in the run dir, loadable into nanoGPT like `longhaul train`'s export.
+    inner::flat_to_params(*s.model, s.theta_pub);
+    inner::export_model(s.model, s.run_dir);
+    LH_LOG(Info, "coordinator") << "exported the final model to " << (s.run_dir / "model.safetensors").string()
+                                << " (param hash " << protocol::hex64(param_hash(s.theta_pub)) << ")";
     for (auto& [id, e] : s.sites)
       if (e.welcomed && e.conn) {
         s.send(id, Message{protocol::kRunComplete, {{"rounds", s.next_round}}, {}});

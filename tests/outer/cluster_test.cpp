@@ -12,7 +12,10 @@
 
 #include "inner/flat_params.h"
 #include "inner/gpt.h"
+#include "inner/safetensors_io.h"
 #include "outer/cluster_util.h"
+#include "outer/param_hash.h"
+#include "outer/protocol.h"
 #include "outer/coordinator_checkpoint.h"
 #include "transport/codec.h"
 #include "transport/https_get.h"
@@ -77,6 +80,11 @@ TEST(Cluster, ThreeSitesOverTlsAgreeEveryRoundAndLossFalls) {
     EXPECT_EQ(r["bytes_up"].get<uint64_t>(), 3 * up) << r.dump();
     EXPECT_EQ(r["bytes_down"].get<uint64_t>(), 3 * down) << r.dump();
   }
+  // The final published θ is exported as a nanoGPT-loadable model in the coordinator's run dir.
+  inner::Gpt exported = inner::load_exported_model(c.coordinator_dir());
+  std::vector<float> flat(inner::param_manifest(*exported).total_elements());
+  inner::params_to_flat(*exported, flat);
+  EXPECT_EQ(outer::protocol::hex64(outer::param_hash(flat)), rounds.back()["param_hash"]);
   std::printf("eval loss %.3f -> %.3f over %zu rounds; %zu B per int8 upload\n", first, last,
               rounds.size(), up);
 }
