@@ -3,6 +3,7 @@
 #include "inner/checkpoint.h"
 
 #include <gtest/gtest.h>
+#include "test_support.h"
 
 #include <fstream>
 
@@ -23,12 +24,7 @@ std::shared_ptr<const Corpus> tiny_corpus(const TrainConfig& cfg) {
 
 template <typename F>
 std::string data_error(F&& f) {
-  try {
-    f();
-  } catch (const DataError& e) {
-    return e.what();
-  }
-  return "(no DataError)";
+  return test_support::error_text<DataError>(f);
 }
 
 TEST(Checkpoint, RoundTripRestoresEverything) {

@@ -3,6 +3,7 @@
 #include "inner/corpus.h"
 
 #include <gtest/gtest.h>
+#include "test_support.h"
 
 #include <fstream>
 #include <numeric>
@@ -16,10 +17,7 @@ namespace {
 using testing::scratch_dir;
 using testing::write_text;
 
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using test_support::slurp;
 
 CorpusSpec spec(const std::string& path, int64_t block = 8) {
   CorpusSpec s;
@@ -30,12 +28,7 @@ CorpusSpec spec(const std::string& path, int64_t block = 8) {
 
 template <typename F>
 std::string data_error(F&& f) {
-  try {
-    f();
-  } catch (const DataError& e) {
-    return e.what();
-  }
-  return "(no DataError)";
+  return test_support::error_text<DataError>(f);
 }
 
 TEST(Corpus, DirectorySkipsDatAndHiddenFilesAndSplitsEachFileTail) {
