@@ -66,6 +66,17 @@ LH_AVX2 inline void put8(float* out, __m256 d, bool acc, __m256 w) {
   _mm256_storeu_ps(out, d);
 }
 
+// Dequantizes 32 int8 levels (16 in each of a, b) with scale vs into out[0..32).
+LH_AVX2 inline __m256 scaled_levels8(__m128i v, __m256 vs) {  // the low 8 int8 lanes of v, times vs
+  return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), vs);
+}
+LH_AVX2 inline void put32_levels(float* out, __m128i a, __m128i b, __m256 vs, bool acc, __m256 w) {
+  put8(out, scaled_levels8(a, vs), acc, w);
+  put8(out + 8, scaled_levels8(_mm_srli_si128(a, 8), vs), acc, w);
+  put8(out + 16, scaled_levels8(b, vs), acc, w);
+  put8(out + 24, scaled_levels8(_mm_srli_si128(b, 8), vs), acc, w);
+}
+
 LH_AVX2 int64_t encode_quantized(bool int8, const float* x, uint64_t n, uint32_t block,
                                  std::byte* raw) {
   const float levels = int8 ? 127.0f : 7.0f;
@@ -126,14 +137,7 @@ LH_AVX2 int64_t decode_quantized(bool int8, const std::byte* raw, uint64_t n, ui
       for (; i + 32 <= m; i += 32) {
         __m256i v = _mm256_loadu_si256((const __m256i*)(q + b0 + i));
         __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
-        put8(ob + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), vs), acc, vw);
-        put8(ob + i + 8,
-             _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), vs),
-             acc, vw);
-        put8(ob + i + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), vs), acc, vw);
-        put8(ob + i + 24,
-             _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), vs),
-             acc, vw);
+        put32_levels(ob + i, lo, hi, vs, acc, vw);
       }
     } else {
       const __m128i nib = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
@@ -142,26 +146,11 @@ LH_AVX2 int64_t decode_quantized(bool int8, const std::byte* raw, uint64_t n, ui
         __m128i lo = _mm_and_si128(b, nib), hi = _mm_and_si128(_mm_srli_epi16(b, 4), nib);
         __m128i e0 = _mm_sub_epi8(_mm_unpacklo_epi8(lo, hi), eight);
         __m128i e1 = _mm_sub_epi8(_mm_unpackhi_epi8(lo, hi), eight);
-        put8(ob + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(e0)), vs), acc, vw);
-        put8(ob + i + 8,
-             _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(e0, 8))), vs),
-             acc, vw);
-        put8(ob + i + 16, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(e1)), vs), acc, vw);
-        put8(ob + i + 24,
-             _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(e1, 8))), vs),
-             acc, vw);
+        put32_levels(ob + i, e0, e1, vs, acc, vw);
       }
     }
     for (; i < m; ++i) {
-      const uint64_t k = b0 + i;
-      int level;
-      if (int8) {
-        level = static_cast<int8_t>(q[k]);
-      } else {
-        unsigned byte = static_cast<unsigned>(q[k / 2]);
-        level = static_cast<int>((k & 1) ? (byte >> 4) : (byte & 0xfu)) - 8;
-      }
-      float d = static_cast<float>(level) * s;
+      float d = static_cast<float>(level_at(q, b0 + i, int8)) * s;
       if (acc) {
         float p = w * d;
         ob[i] = ob[i] + p;

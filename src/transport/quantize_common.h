@@ -56,4 +56,12 @@ inline int8_t quantize_one(float x, float inv, float levels) {
   return static_cast<int8_t>(static_cast<int>(v));
 }
 
+// The signed level of element k of a quantized section q: int8 as stored; int4 two per byte,
+// element k in the low nibble when k is even, stored with a bias of 8.
+inline int level_at(const std::byte* q, uint64_t k, bool int8) {
+  if (int8) return static_cast<int8_t>(q[k]);
+  const unsigned byte = static_cast<unsigned>(q[k / 2]);
+  return static_cast<int>((k & 1) ? (byte >> 4) : (byte & 0xfu)) - 8;
+}
+
 }  // namespace longhaul::transport::kernels::detail

@@ -167,14 +167,7 @@ LH_VECTORIZE int64_t decode_chunk(Encoding e, const std::byte* raw, uint64_t n, 
         }
         for (uint64_t i = 0; i < m; ++i) {
           const uint64_t k = b0 + i;
-          int level;
-          if (int8) {
-            level = static_cast<int8_t>(q[k]);
-          } else {
-            unsigned byte = static_cast<unsigned>(q[k / 2]);
-            level = static_cast<int>((k & 1) ? (byte >> 4) : (byte & 0xfu)) - 8;
-          }
-          put(out, k, static_cast<float>(level) * s, acc, w);
+          put(out, k, static_cast<float>(level_at(q, k, int8)) * s, acc, w);
         }
       }
       return kOk;
