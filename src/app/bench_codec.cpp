@@ -102,7 +102,7 @@ int run_bench(const BenchArgs& a) {
     validate(o);
     const double t_memcpy =
         best_seconds(a.repeat, [&] { std::memcpy(copy.data(), x.data(), 4 * n); });
-    std::vector<std::byte> payload;
+    Bytes payload;
     // Output buffers are preallocated for all three (memcpy, encode_into, decode): we measure
     // the codec, not the kernel's page-fault path for fresh allocations.
     const double t_enc = best_seconds(a.repeat, [&] { encode_into(x, m, o, payload); });
@@ -121,7 +121,7 @@ int run_bench(const BenchArgs& a) {
       CodecOptions z = o;
       z.zstd_level = a.zstd;
       z.zstd_workers = a.zstd_workers;
-      std::vector<std::byte> zp;
+      Bytes zp;
       const double tz_enc = best_seconds(a.repeat, [&] { encode_into(x, m, z, zp); });
       const double tz_dec = best_seconds(a.repeat, [&] { decode(zp, y, m.hash()); });
       const PayloadInfo info = inspect(zp, n);

@@ -476,7 +476,7 @@ void Coordinator::Impl::close_round() {
   // adds exactly the decoded u, so all stay bitwise identical. What quantisation loses stays
   // in θ_master − θ_pub and is sent in a later round (error feedback on the download side).
   // Nothing accepted: no step and no update (empty payload), θ stays bitwise unchanged.
-  std::vector<std::byte> payload;
+  transport::Bytes payload;
   if (applied) {
     auto master = outer->params();
     for (size_t i = 0; i < n; ++i) buf[i] = master[i] - theta_pub[i];

@@ -1,3 +1,5 @@
+#include <pthread.h>
+
 #include "transport/channel_client.h"
 
 #include <boost/asio/as_tuple.hpp>
@@ -31,7 +33,10 @@ ChannelClient::ChannelClient(ClientOptions options) : options_(std::move(options
     throw UserError("channel client: need 0 < backoff_initial <= backoff_max");
   ssl_ctx_ = std::make_unique<net::ssl::context>(make_client_tls_context(options_.tls));
   work_.emplace(net::make_work_guard(ioc_));
-  thread_ = std::thread([this] { ioc_.run(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "lh-client-io");  // names show in top -H, perf, gdb
+    ioc_.run();
+  });
 }
 
 ChannelClient::~ChannelClient() {
@@ -58,7 +63,7 @@ std::shared_ptr<Connection> ChannelClient::connect_once(std::chrono::steady_cloc
     auto exec = net::make_strand(ioc_);
     tcp::resolver resolver(exec);
     const auto results = co_await resolver.async_resolve(host_, port_, net::use_awaitable);
-    TlsStream stream(beast::tcp_stream(exec), *ssl_ctx_);
+    TlsStream stream(BufferedTcp(beast::tcp_stream(exec)), *ssl_ctx_);
     auto& tcp_layer = beast::get_lowest_layer(stream);
     tcp_layer.expires_after(budget);
     const auto ep = co_await tcp_layer.async_connect(results, net::use_awaitable);

@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "transport/bytes.h"
 #include "transport/manifest.h"
 
 namespace longhaul::transport {
@@ -82,15 +83,15 @@ class DecodeError : public std::runtime_error {
 std::string_view decode_error_kind_name(DecodeError::Kind k);
 
 // Encodes x. m.total_elements() must equal x.size() (InvariantError otherwise).
-std::vector<std::byte> encode(std::span<const float> x, const Manifest& m, const CodecOptions& o);
+Bytes encode(std::span<const float> x, const Manifest& m, const CodecOptions& o);
 // Same bytes, written into `out` (resized; its capacity is reused across calls, which saves the
 // page faults of a fresh multi-MiB allocation every round).
 void encode_into(std::span<const float> x, const Manifest& m, const CodecOptions& o,
-                 std::vector<std::byte>& out);
+                 Bytes& out);
 
 // Encodes y = x + residual; on return residual = y - decode(payload): what the decoder will
 // not see, to be added to the next round's x (error feedback). residual.size() == x.size().
-std::vector<std::byte> encode_with_feedback(std::span<const float> x, std::span<float> residual,
+Bytes encode_with_feedback(std::span<const float> x, std::span<float> residual,
                                             const Manifest& m, const CodecOptions& o);
 
 struct PayloadInfo {

@@ -45,7 +45,7 @@ void decode_impl(std::span<const std::byte> payload, std::span<float> out, bool 
       off += c.stored_bytes;
     }
   }
-  std::vector<std::byte> inflated,
+  Bytes inflated,
       unshuffled;  // allocated on the first zstd chunk, one chunk's size
   std::unique_ptr<ZSTD_DCtx, ZstdDCtxFree> dctx;
   uint64_t off = tend;

@@ -25,18 +25,18 @@ struct ZstdCCtxFree {
 };
 
 // Shuffled + compressed bytes of each chunk, or an empty vector where zstd saves < 3%.
-std::vector<std::vector<std::byte>> compress_chunks(const std::byte* raw_base,
+std::vector<Bytes> compress_chunks(const std::byte* raw_base,
                                                     const std::vector<uint64_t>& raw_off,
                                                     const wire::Header& h, const CodecOptions& o) {
   const uint32_t chunks = h.chunks;
-  std::vector<std::vector<std::byte>> out(chunks);
+  std::vector<Bytes> out(chunks);
   std::atomic<uint32_t> next{0};
   auto compress_some = [&] {
     std::unique_ptr<ZSTD_CCtx, ZstdCCtxFree> cctx(ZSTD_createCCtx());
     LH_CHECK(cctx != nullptr, "ZSTD_createCCtx failed");
     ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, o.zstd_level);
     ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_contentSizeFlag, 1);
-    std::vector<std::byte> shuffled, dst;
+    Bytes shuffled, dst;
     for (uint32_t i = next++; i < chunks; i = next++) {
       const uint64_t n = wire::chunk_elements_at(h, i);
       const uint64_t raw = raw_off[i + 1] - raw_off[i];
@@ -73,7 +73,7 @@ std::vector<std::vector<std::byte>> compress_chunks(const std::byte* raw_base,
 }
 
 void encode_impl(std::span<const float> x, float* residual, const Manifest& m,
-                 const CodecOptions& o, std::vector<std::byte>& out) {
+                 const CodecOptions& o, Bytes& out) {
   validate(o);
   LH_CHECK_EQ(m.total_elements(), static_cast<uint64_t>(x.size()));
   const uint64_t n = x.size();
@@ -131,7 +131,7 @@ void encode_impl(std::span<const float> x, float* residual, const Manifest& m,
     }
   }
   // 3. Lossless stage, then compaction: chunk i moves to `cursor` (never past its raw offset).
-  std::vector<std::vector<std::byte>> packed;
+  std::vector<Bytes> packed;
   if (o.zstd_level > 0 && h.chunks > 0) packed = compress_chunks(raw_base, raw_off, h, o);
   uint64_t cursor = tend;
   for (uint32_t i = 0; i < h.chunks; ++i) {
@@ -157,21 +157,21 @@ void encode_impl(std::span<const float> x, float* residual, const Manifest& m,
 
 }  // namespace
 
-std::vector<std::byte> encode(std::span<const float> x, const Manifest& m, const CodecOptions& o) {
-  std::vector<std::byte> out;
+Bytes encode(std::span<const float> x, const Manifest& m, const CodecOptions& o) {
+  Bytes out;
   encode_impl(x, nullptr, m, o, out);
   return out;
 }
 
 void encode_into(std::span<const float> x, const Manifest& m, const CodecOptions& o,
-                 std::vector<std::byte>& out) {
+                 Bytes& out) {
   encode_impl(x, nullptr, m, o, out);
 }
 
-std::vector<std::byte> encode_with_feedback(std::span<const float> x, std::span<float> residual,
+Bytes encode_with_feedback(std::span<const float> x, std::span<float> residual,
                                             const Manifest& m, const CodecOptions& o) {
   LH_CHECK_EQ(residual.size(), x.size());
-  std::vector<std::byte> out;
+  Bytes out;
   encode_impl(x, residual.data(), m, o, out);
   return out;
 }

@@ -191,9 +191,10 @@ net::awaitable<void> Connection::write_loop() {
       co_await write_frame(net::buffer(fw.head()), false);
       for (std::size_t off = 0; off < m.payload.size(); off += chunk) {
         const std::size_t n = std::min(chunk, m.payload.size() - off);
+        fw.update({m.payload.data() + off, n});
         co_await write_frame(net::buffer(m.payload.data() + off, n), false);
       }
-      const auto trailer = fw.trailer(m.payload);
+      const auto trailer = fw.trailer();
       co_await write_frame(net::buffer(trailer.data(), trailer.size()), true);
       queued_bytes_ -= out.wire_bytes;
       --queued_messages_;

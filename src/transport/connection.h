@@ -19,12 +19,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "transport/buffered_tcp.h"
 #include "transport/message.h"
 #include "transport/rate_limiter.h"
 
 namespace longhaul::transport {
 
-using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+using TlsStream = boost::beast::ssl_stream<BufferedTcp>;
 using WsStream = boost::beast::websocket::stream<TlsStream>;
 
 // A recoverable I/O failure: closed connection, full queue, timeout. Callers rebuild the

@@ -32,26 +32,30 @@ FrameWriter::FrameWriter(const Message& m) {
   put_le<uint16_t>(head_, kWireVersion);
   put_le<uint32_t>(head_, static_cast<uint32_t>(json.size()));
   head_ += json;
+  hash_ = XXH3_createState();
+  XXH3_64bits_reset(hash_);
+  XXH3_64bits_update(hash_, head_.data(), head_.size());
 }
 
-std::array<std::byte, kChecksumBytes> FrameWriter::trailer(std::span<const std::byte> payload) const {
-  XXH64_state_t* s = XXH64_createState();
-  XXH64_reset(s, 0);
-  XXH64_update(s, head_.data(), head_.size());
-  XXH64_update(s, payload.data(), payload.size());
-  const uint64_t h = XXH64_digest(s);
-  XXH64_freeState(s);
+FrameWriter::~FrameWriter() { XXH3_freeState(hash_); }
+
+void FrameWriter::update(std::span<const std::byte> payload_part) {
+  XXH3_64bits_update(hash_, payload_part.data(), payload_part.size());
+}
+
+std::array<std::byte, kChecksumBytes> FrameWriter::trailer() const {
+  const uint64_t h = XXH3_64bits_digest(hash_);
   std::array<std::byte, kChecksumBytes> out{};
   for (std::size_t i = 0; i < kChecksumBytes; ++i) out[i] = static_cast<std::byte>((h >> (8 * i)) & 0xff);
   return out;
 }
 
 FrameReader::FrameReader(uint64_t max_message_bytes) : max_message_bytes_(max_message_bytes) {
-  hash_ = XXH64_createState();
-  XXH64_reset(hash_, 0);
+  hash_ = XXH3_createState();
+  XXH3_64bits_reset(hash_);
 }
 
-FrameReader::~FrameReader() { XXH64_freeState(hash_); }
+FrameReader::~FrameReader() { XXH3_freeState(hash_); }
 
 std::span<std::byte> FrameReader::next_buffer(std::size_t max_chunk) {
   switch (state_) {
@@ -73,6 +77,7 @@ void FrameReader::consumed(std::size_t n) {
   received_ += n;
   if (received_ > max_message_bytes_)
     throw WireError("message exceeds the cap of " + std::to_string(max_message_bytes_) + " bytes");
+  if (state_ == State::kPayload) XXH3_64bits_update(hash_, msg_.payload.data() + have_, n);  // hot in cache
   have_ += n;
   switch (state_) {
     case State::kPrefix:
@@ -83,7 +88,6 @@ void FrameReader::consumed(std::size_t n) {
       break;
     case State::kPayload:
       if (have_ == msg_.payload.size()) {
-        XXH64_update(hash_, msg_.payload.data(), msg_.payload.size());
         have_ = 0;
         state_ = State::kChecksum;
       }
@@ -110,7 +114,7 @@ void FrameReader::parse_prefix() {
   if (kPrefixBytes + header_len + kChecksumBytes > max_message_bytes_)
     throw WireError("message header_len " + std::to_string(header_len) + " exceeds the message cap of " +
                     std::to_string(max_message_bytes_));
-  XXH64_update(hash_, prefix_.data(), kPrefixBytes);
+  XXH3_64bits_update(hash_, prefix_.data(), kPrefixBytes);
   header_json_.assign(header_len, '\0');
   have_ = 0;
   state_ = State::kHeader;
@@ -118,7 +122,7 @@ void FrameReader::parse_prefix() {
 }
 
 void FrameReader::parse_header() {
-  XXH64_update(hash_, header_json_.data(), header_json_.size());
+  XXH3_64bits_update(hash_, header_json_.data(), header_json_.size());
   nlohmann::json h = nlohmann::json::parse(header_json_, nullptr, /*allow_exceptions=*/false);
   if (h.is_discarded() || !h.is_object()) throw WireError("message header is not a JSON object");
   const auto type = h.find("type");
@@ -144,7 +148,7 @@ void FrameReader::parse_header() {
 
 void FrameReader::check_sum() {
   const uint64_t want = get_le<uint64_t>(sum_.data());
-  const uint64_t got = XXH64_digest(hash_);
+  const uint64_t got = XXH3_64bits_digest(hash_);
   if (want != got) throw WireError("message checksum mismatch (corrupted in transit)");
   state_ = State::kDone;
 }
@@ -154,12 +158,13 @@ Message FrameReader::take() {
   return std::move(msg_);
 }
 
-std::vector<std::byte> encode_message(const Message& m) {
+Bytes encode_message(const Message& m) {
   FrameWriter w(m);
-  std::vector<std::byte> out(w.wire_bytes(m.payload.size()));
+  Bytes out(w.wire_bytes(m.payload.size()));
   std::memcpy(out.data(), w.head().data(), w.head().size());
   if (!m.payload.empty()) std::memcpy(out.data() + w.head().size(), m.payload.data(), m.payload.size());
-  const auto t = w.trailer(m.payload);
+  w.update(m.payload);
+  const auto t = w.trailer();
   std::memcpy(out.data() + out.size() - kChecksumBytes, t.data(), kChecksumBytes);
   return out;
 }

@@ -7,7 +7,7 @@
 //   6       4     header_len: bytes of the JSON header that follows, <= kMaxHeaderBytes
 //   10      H     header JSON: {"type": str, "payload_bytes": uint, "header": object}
 //   10+H    P     payload (P = payload_bytes)
-//   10+H+P  8     xxh64 (seed 0) of every preceding byte of the message, little-endian
+//   10+H+P  8     XXH3-64 (seed 0) of every preceding byte of the message, little-endian
 //
 // The receiver reads the fixed prefix and the header first, checks payload_bytes against its
 // cap, and only then allocates the payload (two-phase read: no allocation a peer can inflate).
@@ -24,12 +24,14 @@
 
 #include <xxhash.h>
 
+#include "transport/bytes.h"
+
 namespace longhaul::transport {
 
 struct Message {
   std::string type;                 // e.g. "upload", "update", "__ack" (leading "__" is reserved)
   nlohmann::json header = nlohmann::json::object();  // small metadata (run id, round, ...)
-  std::vector<std::byte> payload;   // opaque bytes (a codec payload), may be empty
+  Bytes payload;   // opaque bytes (a codec payload), may be empty
 };
 
 // A malformed or over-cap message from a peer: the connection that produced it is closed.
@@ -39,24 +41,30 @@ class WireError : public std::runtime_error {
 };
 
 inline constexpr uint32_t kWireMagic = 0x314D484C;  // "LHM1"
-inline constexpr uint16_t kWireVersion = 1;
+inline constexpr uint16_t kWireVersion = 2;  // 2: XXH3-64 trailer (1 had XXH64)
 inline constexpr std::size_t kPrefixBytes = 10;     // magic + version + header_len
 inline constexpr std::size_t kChecksumBytes = 8;
 inline constexpr std::size_t kMaxHeaderBytes = 1 << 20;  // 1 MiB of JSON metadata at most
 
-// Sender side: the bytes before the payload (prefix + header JSON) and, after streaming the
-// payload through update(), the 8 checksum bytes. Holds no copy of the payload.
+// Sender side: the bytes before the payload (prefix + header JSON) and, after the payload was
+// fed through update() in order (in any split), the 8 checksum bytes. Holds no copy of the
+// payload, so the sender checksums each chunk while it is hot in cache, just before writing it.
 class FrameWriter {
  public:
   explicit FrameWriter(const Message& m);
+  ~FrameWriter();
+  FrameWriter(const FrameWriter&) = delete;
+  FrameWriter& operator=(const FrameWriter&) = delete;
   const std::string& head() const { return head_; }
-  // The checksum trailer over head + payload (computed without copying the payload).
-  std::array<std::byte, kChecksumBytes> trailer(std::span<const std::byte> payload) const;
+  void update(std::span<const std::byte> payload_part);
+  // The checksum trailer over head + every part given to update().
+  std::array<std::byte, kChecksumBytes> trailer() const;
   // Total wire size of this message.
   uint64_t wire_bytes(uint64_t payload_bytes) const { return head_.size() + payload_bytes + kChecksumBytes; }
 
  private:
   std::string head_;
+  XXH3_state_t* hash_ = nullptr;
 };
 
 // Receiver side: an incremental parser fed by a stream of reads. next_buffer() says where
@@ -89,7 +97,7 @@ class FrameReader {
   std::size_t have_ = 0;  // bytes of the current section received
   uint64_t received_ = 0;
   Message msg_;
-  XXH64_state_t* hash_ = nullptr;
+  XXH3_state_t* hash_ = nullptr;
 
  public:
   ~FrameReader();
@@ -98,7 +106,7 @@ class FrameReader {
 };
 
 // Whole-message helpers (small messages, tests, fuzzing): encode to one buffer / decode one.
-std::vector<std::byte> encode_message(const Message& m);
+Bytes encode_message(const Message& m);
 Message decode_message(std::span<const std::byte> wire, uint64_t max_message_bytes);
 
 }  // namespace longhaul::transport

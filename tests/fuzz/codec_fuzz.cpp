@@ -62,7 +62,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   kernels::force_scalar_kernels(++calls % 2 == 0);
   std::span<const std::byte> in(reinterpret_cast<const std::byte*>(data), size);
   check(in);
-  std::vector<std::byte> copy(in.begin(), in.end());
+  Bytes copy(in.begin(), in.end());
   if (wire::reseal_for_testing(copy.data(), copy.size())) check(copy);
   return 0;
 }

@@ -30,7 +30,7 @@ namespace proto = outer::protocol;
 
 // A fp32 payload whose element 0 is `bad` (the codec refuses to encode non-finite values, so a
 // hostile sender crafts it: patch the float, then fix the chunk and header checksums).
-std::vector<std::byte> craft_fp32(std::vector<float> x, float bad, const transport::Manifest& m) {
+transport::Bytes craft_fp32(std::vector<float> x, float bad, const transport::Manifest& m) {
   transport::CodecOptions o;
   o.encoding = transport::Encoding::kFp32;
   auto p = transport::encode(x, m, o);
@@ -62,7 +62,7 @@ struct Evil {
     ADD_FAILURE() << "no '" << type << "' within timeout";
     return {};
   }
-  void upload(int64_t round, std::vector<std::byte> payload, double tokens = 128) {
+  void upload(int64_t round, transport::Bytes payload, double tokens = 128) {
     Message m{proto::kUpload,
               {{"run_id", run_id}, {"round", round}, {"site", "evil"}, {"fragment", 0},
                {"tokens", tokens}, {"steps", 1}},
@@ -159,7 +159,7 @@ TEST(Poison, NanInfWrongManifestAndHugeNormAreRefusedAndThetaUnchanged) {
   other.add("not.the.model", {static_cast<int64_t>(n)});
   struct Case {
     const char* what;
-    std::vector<std::byte> payload;
+    transport::Bytes payload;
     const char* reason;
   };
   std::vector<float> huge(n, 1.f);  // norm ~1000x the reference

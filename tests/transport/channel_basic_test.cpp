@@ -13,7 +13,7 @@ namespace longhaul::transport {
 using namespace std::chrono_literals;
 
 TEST(ChannelWire, RoundTripAndCorruptionRejected) {
-  Message m{"upload", {{"round", 3}, {"site", "site-a"}}, std::vector<std::byte>(1000, std::byte{7})};
+  Message m{"upload", {{"round", 3}, {"site", "site-a"}}, Bytes(1000, std::byte{7})};
   auto wire = encode_message(m);
   const Message back = decode_message(wire, 1 << 20);
   EXPECT_EQ(back.type, "upload");
@@ -45,7 +45,7 @@ TEST(Channel, MessagesBothWaysAndHttpsOnTheSamePort) {
   EXPECT_TRUE(client.connected());
   EXPECT_EQ(opened.get_future().get(), "site-a");
   for (int i = 0; i < 3; ++i) {
-    std::vector<std::byte> payload(3 * kWriteChunk + 17 * i);
+    Bytes payload(3 * kWriteChunk + 17 * i);
     for (std::size_t j = 0; j < payload.size(); ++j) payload[j] = static_cast<std::byte>(j * 31 + i);
     client.send(Message{"ping", {{"i", i}}, payload});
     auto r = client.receive(10s);

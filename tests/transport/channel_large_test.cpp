@@ -35,7 +35,7 @@ TEST(ChannelLarge, Payload256MiBIntactWithBoundedMemory) {
   test::reset_peak_rss();
   const uint64_t base = test::current_rss_bytes();
   {
-    Message m{"upload", {{"round", 1}}, std::vector<std::byte>(bytes)};
+    Message m{"upload", {{"round", 1}}, Bytes(bytes)};
     for (std::size_t i = 0; i < bytes; ++i) m.payload[i] = pattern(i);
     client.send(std::move(m));
   }

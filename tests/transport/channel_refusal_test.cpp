@@ -113,12 +113,12 @@ TEST_F(Refusal, OversizeMessage) {
   ChannelClient client(o);
   client.connect();
   // Within the cap: delivered.
-  Message ok{"upload", {}, std::vector<std::byte>(512 << 10)};
+  Message ok{"upload", {}, Bytes(512 << 10)};
   client.send(ok);
   for (int i = 0; i < 500 && delivered_ == 0; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(delivered_.load(), 1);
   // Over the server's 1 MiB cap: refused from its header, before the payload is allocated.
-  client.send(Message{"upload", {}, std::vector<std::byte>(2 << 20)});
+  client.send(Message{"upload", {}, Bytes(2 << 20)});
   for (int i = 0; i < 500 && client.connected(); ++i) std::this_thread::sleep_for(10ms);
   EXPECT_FALSE(client.connected());
   EXPECT_EQ(delivered_.load(), 1);

@@ -16,7 +16,7 @@ namespace {
 struct Delivered {
   std::mutex mu;
   std::map<std::string, int> by_key;
-  std::map<std::string, std::vector<std::byte>> payload;
+  std::map<std::string, Bytes> payload;
 };
 }  // namespace
 
@@ -36,7 +36,7 @@ TEST(ChannelReliability, UploadCutMidTransferArrivesExactlyOnce) {
   auto o = test::client_options(proxy.port(), test::test_pki().site_a);
   ChannelClient client(o);
 
-  std::vector<std::byte> payload(payload_bytes);
+  Bytes payload(payload_bytes);
   for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<std::byte>((i * 2654435761u) >> 13);
   Message m{"upload", {{"idempotency_key", "run1/r7/site-a/f0"}}, payload};
   client.send_reliable(m, 30s);

@@ -23,7 +23,7 @@ TEST(ChannelWan, RateLimitHoldsWithinTenPercent) {
   const uint64_t bytes = 10 << 20;  // ~2.5 s at the limit
   auto fut = got.get_future();
   const auto t0 = Clock::now();
-  client.send(Message{"upload", {}, std::vector<std::byte>(bytes)});
+  client.send(Message{"upload", {}, Bytes(bytes)});
   ASSERT_EQ(fut.wait_for(30s), std::future_status::ready);
   const double seconds = std::chrono::duration<double>(fut.get() - t0).count();
   const double measured = bytes / seconds;

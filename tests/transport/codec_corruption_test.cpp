@@ -26,7 +26,7 @@ struct Fixture {
       if (i % 128 < 64) v[i] = 0.0f;
     return v;
   }
-  std::vector<std::byte> payload(int zstd = 0) const {
+  Bytes payload(int zstd = 0) const {
     return encode(x, m,
                   {.encoding = Encoding::kInt8,
                    .block_size = 64,
@@ -36,7 +36,7 @@ struct Fixture {
 };
 
 // The kind decode() throws, after checking inspect() agrees where it applies.
-K decode_kind(const std::vector<std::byte>& p, uint64_t hash, uint64_t n = kN) {
+K decode_kind(const Bytes& p, uint64_t hash, uint64_t n = kN) {
   std::vector<float> out(n);
   try {
     decode(p, out, hash);
@@ -47,7 +47,7 @@ K decode_kind(const std::vector<std::byte>& p, uint64_t hash, uint64_t n = kN) {
   return K::kSizeMismatch;
 }
 
-void reseal(std::vector<std::byte>& p) {
+void reseal(Bytes& p) {
   ASSERT_TRUE(wire::reseal_for_testing(p.data(), p.size()));
 }
 
@@ -94,7 +94,7 @@ TEST(CodecCorruption, TruncationAndTrailingBytes) {
   Fixture f;
   const auto good = f.payload();
   for (size_t len = 0; len < good.size(); len += (len < 200 ? 1 : 97)) {
-    std::vector<std::byte> cut(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(len));
+    Bytes cut(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(len));
     try {
       inspect(cut, kN);
       ADD_FAILURE() << "truncated to " << len << " accepted";
@@ -118,7 +118,7 @@ TEST(CodecCorruption, WrongMagicVersionManifestOrSize) {
   EXPECT_EQ(decode_kind(bad, f.m.hash()), K::kBadVersion);
   EXPECT_EQ(decode_kind(f.payload(), f.m.hash() ^ 1), K::kManifestMismatch);
   EXPECT_EQ(decode_kind(f.payload(), f.m.hash(), kN - 1), K::kSizeMismatch);
-  EXPECT_EQ(decode_kind(std::vector<std::byte>(3), f.m.hash()), K::kTruncated);
+  EXPECT_EQ(decode_kind(Bytes(3), f.m.hash()), K::kTruncated);
 }
 
 TEST(CodecCorruption, LyingFieldsPastTheChecksumAreCaught) {
@@ -180,11 +180,11 @@ TEST(CodecCorruption, LyingFieldsPastTheChecksumAreCaught) {
 }
 
 // Replaces chunk 0 of a zstd payload by `frame` (must be shorter than the chunk's raw size).
-std::vector<std::byte> with_frame(const std::vector<std::byte>& good,
-                                  const std::vector<std::byte>& frame) {
+Bytes with_frame(const Bytes& good,
+                                  const Bytes& frame) {
   const uint64_t tend = wire::table_end(wire::get_u32(good.data() + 32));
   const uint32_t len0 = wire::read_chunk_entry(good.data(), 0).stored_bytes;
-  std::vector<std::byte> p(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(tend));
+  Bytes p(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(tend));
   p.insert(p.end(), frame.begin(), frame.end());
   p.insert(p.end(), good.begin() + static_cast<std::ptrdiff_t>(tend + len0), good.end());
   wire::put_u32(p.data() + 40, static_cast<uint32_t>(frame.size()));
@@ -193,8 +193,8 @@ std::vector<std::byte> with_frame(const std::vector<std::byte>& good,
   return p;
 }
 
-std::vector<std::byte> zstd_frame(size_t content_bytes, bool with_size) {
-  std::vector<std::byte> src(content_bytes, std::byte{0}), dst(ZSTD_compressBound(content_bytes));
+Bytes zstd_frame(size_t content_bytes, bool with_size) {
+  Bytes src(content_bytes, std::byte{0}), dst(ZSTD_compressBound(content_bytes));
   ZSTD_CCtx* c = ZSTD_createCCtx();
   ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, with_size ? 1 : 0);
   size_t n = ZSTD_compress2(c, dst.data(), dst.size(), src.data(), src.size());
@@ -232,7 +232,7 @@ TEST(CodecCorruption, SeedCorpusDecodesOrIsRejected) {
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     std::ifstream in(entry.path(), std::ios::binary);
     std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::vector<std::byte> p(s.size());
+    Bytes p(s.size());
     std::memcpy(p.data(), s.data(), s.size());
     ++seeds;
     try {

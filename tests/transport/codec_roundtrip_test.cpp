@@ -243,7 +243,7 @@ namespace longhaul::transport {
 namespace {
 TEST(CodecRoundTrip, EncodeIntoReusesABufferAndGivesTheSameBytes) {
   using namespace testing;
-  std::vector<std::byte> buf;
+  Bytes buf;
   for (uint64_t n : {70000ull, 10ull, 30000ull}) {  // shrinking then growing
     auto x = gaussian(n, 30 + n);
     Manifest m = flat_manifest(n);
