@@ -38,10 +38,9 @@ RunSummary run_training(const TrainConfig& cfg, const RunOptions& opts) {
 
   std::unique_ptr<SiteProcessGroup> group;
   if (opts.group.world_size > 1) {
-    bool all_cuda = !cfg.train.devices.empty();
-    for (const auto& d : cfg.train.devices) all_cuda = all_cuda && d.device != "cpu";
-    if (cfg.train.devices.empty()) all_cuda = cfg.train.device != "cpu";
-    group = SiteProcessGroup::connect(opts.group, all_cuda);
+    ProcessGroupOptions po = opts.group;
+    po.backend = cfg.train.process_group_backend;
+    group = SiteProcessGroup::connect(po, cfg.train.device_names());
   }
   Trainer trainer(cfg, corpus, group.get());
   RunSummary summary;

@@ -33,7 +33,8 @@ constexpr auto kReadyTimeout = std::chrono::seconds(600);
 
 // The go flag of one inner step: rank 0's value on every rank.
 bool broadcast_go(inner::SiteProcessGroup& pg, bool go) {
-  auto t = torch::full({1}, go ? int64_t{1} : int64_t{0}, torch::kInt64);
+  auto t = torch::full({1}, go ? int64_t{1} : int64_t{0},
+                       torch::TensorOptions().dtype(torch::kInt64).device(pg.comm_device()));
   pg.broadcast(t, 0);
   return t.item<int64_t>() != 0;
 }

@@ -14,8 +14,9 @@
 //     longer than a collective's timeout) before that first broadcast.
 //     S is rank 0's optimizer step count: a follower at another step (a resume from different
 //     checkpoints) fails rather than train out of lockstep.
-//   each of the H inner steps: rank 0 broadcasts a go flag (int64, 1 = run this step, 0 = stop
-//     now), then every rank runs the step; the DeviceGroup all-reduces the gradients.
+//   each of the H inner steps: rank 0 broadcasts a go flag (int64 on the group's comm device,
+//     1 = run this step, 0 = stop now), then every rank runs the step; the DeviceGroup
+//     all-reduces the gradients.
 // A follower waits for the next header as long as rank 0's store answers (rank 0 may wait on
 // the coordinator for minutes); when rank 0 dies, the store and every collective fail with a
 // RankError naming rank 0 within --rank-timeout-ms.
