@@ -71,7 +71,8 @@ void register_site(CLI::App& app, CommandFn& run) {
       inner::parse_rendezvous(args->rendezvous, po);
       auto pg = inner::SiteProcessGroup::connect(po, cfg.train.train.device_names());
       if (args->rank > 0) return outer::run_site_follower(cfg, dir, *pg);
-      outer::FollowerLink followers(*pg);
+      outer::FollowerLink followers(*pg,
+                                    std::chrono::duration<double>(cfg.follower_ready_timeout_s));
       try {
         outer::SiteService s(std::move(cfg), dir, &followers);
         return s.run();
