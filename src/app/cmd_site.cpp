@@ -67,13 +67,12 @@ void register_site(CLI::App& app, CommandFn& run) {
       po.rank = args->rank;
       po.world_size = args->world_size;
       po.timeout = std::chrono::milliseconds(args->rank_timeout_ms);
+      po.backend = cfg.train.train.process_group_backend;
       inner::parse_rendezvous(args->rendezvous, po);
-      bool all_cuda = !cfg.train.train.devices.empty();
-      for (const auto& d : cfg.train.train.devices) all_cuda = all_cuda && d.device != "cpu";
-      if (cfg.train.train.devices.empty()) all_cuda = cfg.train.train.device != "cpu";
-      auto pg = inner::SiteProcessGroup::connect(po, all_cuda);
+      auto pg = inner::SiteProcessGroup::connect(po, cfg.train.train.device_names());
       if (args->rank > 0) return outer::run_site_follower(cfg, dir, *pg);
-      outer::FollowerLink followers(*pg);
+      outer::FollowerLink followers(*pg,
+                                    std::chrono::duration<double>(cfg.follower_ready_timeout_s));
       try {
         outer::SiteService s(std::move(cfg), dir, &followers);
         return s.run();

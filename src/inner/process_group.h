@@ -4,10 +4,13 @@
 //   longhaul train|site ... --rank R --world-size W --rendezvous HOST:PORT
 //
 // Rank 0 hosts the rendezvous (a c10d TCPStore server on HOST:PORT); every rank connects to it,
-// announces itself, and waits — at most `timeout` — for all W ranks before the group forms.
-// Backend: ProcessGroupGloo (CPU tensors; a CUDA site's gradients are staged through host
-// memory), or ProcessGroupNCCL when `backend` is "nccl" (or "auto" with every device CUDA) and
-// this LibTorch build has it.
+// announces itself, and waits — at most `timeout` — for all W ranks before the group forms
+// (inner/site_rendezvous.h). Then the ranks agree on the backend (inner/backend_choice.h):
+//   ProcessGroupNCCL when every rank's devices are all CUDA, one GPU per rank, and this build
+//     has NCCL ("auto"), or when "nccl" is requested (an error if any rank cannot);
+//   ProcessGroupGloo otherwise (CPU tensors; a CUDA rank's gradients are staged through host
+//     memory), or when "gloo" is requested.
+// comm_device() says where collectives take their tensors.
 //
 // Failure contract: no call waits longer than `timeout`. A rank that never arrives, dies, or
 // stops answering makes every call on the other ranks throw RankError naming the rank(s), e.g.
@@ -41,7 +44,7 @@ struct ProcessGroupOptions {
   std::string host = "127.0.0.1";  // rendezvous host (rank 0 listens on it)
   int port = 29500;                // rendezvous TCP port
   std::chrono::milliseconds timeout{60000};  // rendezvous and every collective
-  std::string backend = "auto";    // "auto" | "gloo" | "nccl"
+  std::string backend = "auto";    // "auto" | "gloo" | "nccl" (train.process_group_backend)
 };
 
 // Parses "HOST:PORT" ("[::1]:29500" for IPv6) into options.host/port; UserError otherwise.
@@ -49,10 +52,11 @@ void parse_rendezvous(const std::string& spec, ProcessGroupOptions& options);
 
 class SiteProcessGroup {
  public:
-  // Forms the group (blocking, <= timeout). `all_cuda`: every device of this rank is CUDA
-  // (needed for "auto" to pick NCCL; all ranks must agree). Throws RankError / UserError.
-  static std::unique_ptr<SiteProcessGroup> connect(const ProcessGroupOptions& options,
-                                                   bool all_cuda = false);
+  // Forms the group (blocking, <= timeout). `devices`: this rank's devices ("cpu", "cuda:N";
+  // [0] is the primary, where an NCCL group communicates). Throws RankError / UserError (a
+  // backend that is not possible, e.g. "nccl" on a rank without a CUDA device, names why).
+  static std::unique_ptr<SiteProcessGroup> connect(
+      const ProcessGroupOptions& options, const std::vector<std::string>& devices = {"cpu"});
   virtual ~SiteProcessGroup() = default;
 
   virtual int rank() const = 0;
@@ -62,7 +66,7 @@ class SiteProcessGroup {
   virtual torch::Device comm_device() const = 0;
 
   // In-place sum over ranks; `t` contiguous, fp32/fp64/int64, on comm_device(). Every rank
-  // ends with bitwise identical values.
+  // ends with bitwise identical values. Returns once the result is in `t` (CPU-blocking).
   virtual void all_reduce_sum(torch::Tensor& t) = 0;
   // In-place: every rank gets root's `t` (same shape and dtype on every rank).
   virtual void broadcast(torch::Tensor& t, int root) = 0;

@@ -102,7 +102,16 @@ LoopConfig read_loop_config(ConfigReader& r) {
     }
   }
   t.verify_every = r.get_int("train.verify_every", t.verify_every, 0, kBig);
+  t.process_group_backend =
+      r.get_enum("train.process_group_backend", t.process_group_backend, {"auto", "gloo", "nccl"});
   return t;
+}
+
+std::vector<std::string> LoopConfig::device_names() const {
+  if (devices.empty()) return {device};
+  std::vector<std::string> names;
+  for (const auto& d : devices) names.push_back(d.device);
+  return names;
 }
 
 TrainConfig read_train_config(ConfigReader& r) {

@@ -4,7 +4,8 @@
 //   [data]   path, format, val_fraction, shard_index, num_shards                -> CorpusSpec
 //   [optim]  lr, min_lr, beta1, beta2, eps, weight_decay, warmup_steps, decay_steps, grad_clip
 //   [train]  steps, batch_size, grad_accum, seed, device, bf16_autocast, threads,
-//            log_every, eval_every, eval_batches, checkpoint_every, keep_checkpoints, run_dir
+//            log_every, eval_every, eval_batches, checkpoint_every, keep_checkpoints, run_dir,
+//            devices, verify_every, process_group_backend
 // The sections are read by separate functions so that other roles (the site) can reuse them.
 #pragma once
 
@@ -38,8 +39,12 @@ struct LoopConfig {
   // Several devices (inner/device_group.h): empty = the one `device`. devices[0] is the primary.
   std::vector<DeviceSpec> devices;
   int64_t verify_every = 100;    // steps between replica hash checks (several devices/ranks); 0 = never
+  // A multi-process site's c10d backend (inner/backend_choice.h): "auto" | "gloo" | "nccl".
+  std::string process_group_backend = "auto";
 
   int64_t tokens_per_step(int64_t block_size) const { return batch_size * grad_accum * block_size; }
+  // This process's devices: `devices`' names, or the one `device`; [0] is the primary.
+  std::vector<std::string> device_names() const;
 };
 
 struct TrainConfig {

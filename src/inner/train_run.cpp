@@ -2,8 +2,10 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "common/atomic_file.h"
 #include "common/error.h"
@@ -17,6 +19,47 @@
 namespace longhaul::inner {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+std::string steps_text(const std::vector<int64_t>& steps) {
+  std::string s;
+  for (size_t r = 0; r < steps.size(); ++r) s += (r ? ", " : "") + std::to_string(steps[r]);
+  return s;
+}
+
+// A multi-process --resume: every rank continues from the same step, the newest one every
+// rank has a checkpoint of (a rank stopped between the ranks' writes of one step leaves the
+// others a checkpoint ahead; train.keep_checkpoints >= 2 keeps the one before). UserError on
+// every rank when some rank has no checkpoint of that step.
+std::optional<fs::path> agree_on_checkpoint(SiteProcessGroup& group, const fs::path& dir,
+                                            const std::optional<fs::path>& latest) {
+  const int64_t mine = latest ? read_checkpoint_meta(*latest).step : 0;
+  const auto newest = group.all_gather(mine);
+  const int64_t target = *std::min_element(newest.begin(), newest.end());
+  // target 0: some rank has none — a fresh start when no rank has one, else an error.
+  const bool ok = target == 0 ? mine == 0 : fs::exists(checkpoint_path(dir, target));
+  const auto ok_all = group.all_gather(static_cast<int64_t>(ok));
+  std::string culprits;
+  for (size_t r = 0; r < ok_all.size(); ++r)
+    if (target == 0 ? newest[r] == 0 : !ok_all[r])
+      culprits += (culprits.empty() ? "" : ", ") + std::to_string(r);
+  const std::string tail =
+      " (the ranks' newest checkpoints, in rank order: steps " + steps_text(newest) +
+      "); restart every rank with the run dir it wrote (rank R > 0: <run-dir>/rank-R)";
+  if (target == 0 && *std::max_element(newest.begin(), newest.end()) > 0)
+    throw UserError("--resume: rank(s) " + culprits + " have no checkpoint" + tail);
+  if (std::find(ok_all.begin(), ok_all.end(), 0) != ok_all.end())
+    throw UserError("--resume: rank(s) " + culprits + " have no checkpoint of step " +
+                    std::to_string(target) + ", the newest step every rank reached" + tail);
+  if (target == mine) return latest;
+  LH_LOG(Warn, "train") << "--resume: continuing from step " << target
+                        << ", the newest step every rank has a "
+                        << "checkpoint of (ranks' newest: " << steps_text(newest) << ")";
+  return checkpoint_path(dir, target);
+}
+
+}  // namespace
 
 RunSummary run_training(const TrainConfig& cfg, const RunOptions& opts) {
   const fs::path dir = opts.group.world_size > 1 && opts.group.rank > 0
@@ -38,10 +81,10 @@ RunSummary run_training(const TrainConfig& cfg, const RunOptions& opts) {
 
   std::unique_ptr<SiteProcessGroup> group;
   if (opts.group.world_size > 1) {
-    bool all_cuda = !cfg.train.devices.empty();
-    for (const auto& d : cfg.train.devices) all_cuda = all_cuda && d.device != "cpu";
-    if (cfg.train.devices.empty()) all_cuda = cfg.train.device != "cpu";
-    group = SiteProcessGroup::connect(opts.group, all_cuda);
+    ProcessGroupOptions po = opts.group;
+    po.backend = cfg.train.process_group_backend;
+    group = SiteProcessGroup::connect(po, cfg.train.device_names());
+    if (opts.resume) latest = agree_on_checkpoint(*group, dir, latest);
   }
   Trainer trainer(cfg, corpus, group.get());
   RunSummary summary;

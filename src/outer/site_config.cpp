@@ -17,6 +17,8 @@ SiteConfig read_site_config(const std::filesystem::path& path,
   c.server_name = r.get_string("site.server_name", "");
   c.connect_timeout_s = r.get_positive("site.connect_timeout_s", c.connect_timeout_s, 3600);
   c.reconnect_max_s = r.get_positive("site.reconnect_max_s", c.reconnect_max_s, 3600);
+  c.follower_ready_timeout_s =
+      r.get_positive("site.follower_ready_timeout_s", c.follower_ready_timeout_s, 86400);
   c.tls.ca_cert = r.get_path("tls.ca_cert", "certs/ca.crt");
   c.tls.cert = r.get_path("tls.cert", "certs/" + c.id + ".crt");
   c.tls.key = r.get_path("tls.key", "certs/" + c.id + ".key");

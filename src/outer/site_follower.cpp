@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <torch/torch.h>
@@ -27,19 +28,26 @@ std::atomic<bool> g_follower_stop{false};
 
 std::string boundary_key(int64_t k) { return "site/boundary/" + std::to_string(k); }
 std::string ready_key(int rank) { return "site/ready/" + std::to_string(rank); }
-// How long rank 0 waits at the first round for the followers to load their corpus and build
-// the model (which may take longer than a collective's timeout).
-constexpr auto kReadyTimeout = std::chrono::seconds(600);
-
+std::string seconds_text(double s) {
+  std::ostringstream os;
+  os << s;
+  return os.str();
+}
 // The go flag of one inner step: rank 0's value on every rank.
 bool broadcast_go(inner::SiteProcessGroup& pg, bool go) {
-  auto t = torch::full({1}, go ? int64_t{1} : int64_t{0}, torch::kInt64);
+  auto t = torch::full({1}, go ? int64_t{1} : int64_t{0},
+                       torch::TensorOptions().dtype(torch::kInt64).device(pg.comm_device()));
   pg.broadcast(t, 0);
   return t.item<int64_t>() != 0;
 }
 
 uint64_t model_hash(inner::Trainer& trainer) { return param_hash(inner::params_to_flat(*trainer.model())); }
 }  // namespace
+
+FollowerLink::FollowerLink(inner::SiteProcessGroup& pg, std::chrono::duration<double> ready_timeout)
+    : pg_(pg), ready_timeout_(ready_timeout) {
+  LH_CHECK(ready_timeout_.count() > 0, "ready_timeout = ", ready_timeout_.count(), " s");
+}
 
 void FollowerLink::post(const json& header) { pg_.post(boundary_key(boundary_++), header.dump()); }
 
@@ -52,14 +60,18 @@ void FollowerLink::start_round(int64_t round, int64_t inner_steps, const json& m
         {"model", model},
         {"theta_hash", protocol::hex64(theta_hash)}});
   if (!ready_) {  // the first round: the followers build their model from the header
-    const auto deadline = std::chrono::steady_clock::now() + kReadyTimeout;
+    const auto deadline =
+        std::chrono::steady_clock::now() +
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(ready_timeout_);
     for (int r = 1; r < pg_.world_size(); ++r) {
       std::optional<std::string> v;
       while (!(v = pg_.poll(ready_key(r)))) {
         if (std::chrono::steady_clock::now() > deadline)
-          throw inner::RankError("site process group: rank " + std::to_string(r) + " of " +
-                                 std::to_string(pg_.world_size()) + " did not build its model within " +
-                                 std::to_string(kReadyTimeout.count()) + " s");
+          throw inner::RankError(
+              "site process group: rank " + std::to_string(r) + " of " +
+              std::to_string(pg_.world_size()) + " did not build its model within " +
+              seconds_text(ready_timeout_.count()) +
+              " s (site.follower_ready_timeout_s; loading its corpus may take longer)");
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
       if (*v != "ok")

@@ -10,12 +10,14 @@
 //       {"stop":true, "reason":"..", "error":bool, "theta":bool, "theta_hash":"<hex>"}  the end
 //     then, for a round (or a stop with "theta"), broadcasts θ (Trainer::broadcast_from_rank0).
 //     At the first round a follower builds its model from "model" and posts "site/ready/<R>";
-//     rank 0 waits for every follower's (at most 10 min: loading a large corpus may take
-//     longer than a collective's timeout) before that first broadcast.
+//     rank 0 waits for every follower's (at most site.follower_ready_timeout_s, default 10 min:
+//     loading a large corpus may take longer than a collective's timeout) before that first
+//     broadcast.
 //     S is rank 0's optimizer step count: a follower at another step (a resume from different
 //     checkpoints) fails rather than train out of lockstep.
-//   each of the H inner steps: rank 0 broadcasts a go flag (int64, 1 = run this step, 0 = stop
-//     now), then every rank runs the step; the DeviceGroup all-reduces the gradients.
+//   each of the H inner steps: rank 0 broadcasts a go flag (int64 on the group's comm device,
+//     1 = run this step, 0 = stop now), then every rank runs the step; the DeviceGroup
+//     all-reduces the gradients.
 // A follower waits for the next header as long as rank 0's store answers (rank 0 may wait on
 // the coordinator for minutes); when rank 0 dies, the store and every collective fail with a
 // RankError naming rank 0 within --rank-timeout-ms.
@@ -23,6 +25,7 @@
 // it started from and its parameters' hash after training; one "stop" line) and checkpoints/.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -41,7 +44,8 @@ namespace longhaul::outer {
 // Rank 0's end of the protocol above. `pg` must outlive it.
 class FollowerLink {
  public:
-  explicit FollowerLink(inner::SiteProcessGroup& pg) : pg_(pg) {}
+  // `ready_timeout`: the first round's wait for every follower to build its model (> 0).
+  FollowerLink(inner::SiteProcessGroup& pg, std::chrono::duration<double> ready_timeout);
   inner::SiteProcessGroup& group() { return pg_; }
 
   // Round boundary: `trainer`'s model holds θ (hash `theta_hash`). Posts the header and
@@ -59,6 +63,7 @@ class FollowerLink {
  private:
   void post(const nlohmann::json& header);
   inner::SiteProcessGroup& pg_;
+  std::chrono::duration<double> ready_timeout_;
   int64_t boundary_ = 0;
   bool finished_ = false;
   bool ready_ = false;  // every follower has built its model (waited for at the first round)

@@ -1,108 +1,31 @@
-// Multi-process sites: real processes (site_rank_helper) joined over loopback Gloo.
+// Multi-process sites: real processes (site_rank_helper) joined over loopback Gloo, and the
+// backend choice on this machine's devices.
 #include "inner/process_group.h"
 
 #include <gtest/gtest.h>
-
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <torch/cuda.h>
 
 #include <chrono>
-#include <cmath>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-#include <thread>
-#include "test_support.h"
+#include <string>
 
-extern char** environ;
+#include "inner/c10d_site_group.h"
+#include "site_rank_util.h"
+#include "test_support.h"
 
 namespace longhaul::inner {
 namespace {
 
-namespace fs = std::filesystem;
-
+using test_support::error_text;
 using test_support::free_port;
-
-struct Proc {
-  pid_t pid = -1;
-  fs::path out, err;
-  int status = -1;
-};
-
-fs::path work_dir() {
-  fs::path d = fs::temp_directory_path() / ("lh_pg_test_" + std::to_string(::getpid()));
-  fs::create_directories(d);
-  return d;
-}
+using test_support::slurp;
+using testing::backend_of;
+using testing::Proc;
+using testing::rank_args;
+using testing::steps_of;
+using testing::wait_for;
 
 Proc spawn(const std::string& name, std::vector<std::string> args) {
-  Proc p;
-  p.out = work_dir() / (name + ".out");
-  p.err = work_dir() / (name + ".err");
-  args.insert(args.begin(), LONGHAUL_SITE_RANK_HELPER);
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, p.out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, p.err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  const int rc = posix_spawn(&p.pid, argv[0], &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  EXPECT_EQ(rc, 0) << "spawn " << argv[0];
-  return p;
-}
-
-// Waits at most `limit`; kills and fails the test past it (a hang is a failure).
-void wait_for(Proc& p, std::chrono::seconds limit = std::chrono::seconds(60)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  for (;;) {
-    int st = 0;
-    if (::waitpid(p.pid, &st, WNOHANG) == p.pid) {
-      p.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      return;
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
-      ::kill(p.pid, SIGKILL);
-      ::waitpid(p.pid, &st, 0);
-      ADD_FAILURE() << "process " << p.pid << " hung past " << limit.count() << " s";
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
-
-using test_support::slurp;
-
-struct StepLine {
-  double loss;
-  std::string hash, ranks;
-};
-
-std::vector<StepLine> steps_of(const Proc& p) {
-  std::vector<StepLine> out;
-  std::istringstream in(slurp(p.out));
-  for (std::string line; std::getline(in, line);) {
-    std::istringstream ls(line);
-    std::string w, k1, k2, k3;
-    int64_t s;
-    StepLine l;
-    if (ls >> w >> s >> k1 >> l.loss >> k2 >> l.hash >> k3 >> l.ranks && w == "step") out.push_back(l);
-  }
-  return out;
-}
-
-std::vector<std::string> rank_args(int rank, int world, int port, int64_t steps, const std::string& slowdowns,
-                                   int timeout_ms = 20000) {
-  return {"--rank", std::to_string(rank), "--world-size", std::to_string(world), "--rendezvous",
-          "127.0.0.1:" + std::to_string(port), "--timeout-ms", std::to_string(timeout_ms),
-          "--steps", std::to_string(steps), "--batch", "10", "--seed", "4", "--slowdowns", slowdowns};
+  return testing::spawn_rank(name, std::move(args));
 }
 
 // Issue 5 §3: a 2-process site matches a 1-process site with the same total batch and seed
@@ -121,6 +44,8 @@ TEST(ProcessGroup, TwoProcessSiteMatchesOneProcessSite) {
   wait_for(r1);
   ASSERT_EQ(r0.status, 0) << slurp(r0.err);
   ASSERT_EQ(r1.status, 0) << slurp(r1.err);
+  EXPECT_EQ(backend_of(r0), "gloo");  // "auto" on CPU devices
+  EXPECT_EQ(backend_of(r1), "gloo");
 
   const auto a = steps_of(solo), b = steps_of(r0), c = steps_of(r1);
   ASSERT_EQ(a.size(), static_cast<size_t>(steps)) << slurp(solo.out);
@@ -194,6 +119,80 @@ TEST(ProcessGroup, SingleRankGroupWorksInProcess) {
   pg->all_reduce_sum(t);
   EXPECT_FLOAT_EQ(t[1].item<float>(), 2.5f);
   EXPECT_EQ(pg->all_gather(3.25), std::vector<double>{3.25});
+}
+
+// Every SiteProcessGroup call across two processes, against closed-form results.
+TEST(ProcessGroup, TwoProcessCollectivesGiveKnownResults) {
+  const int port = free_port();
+  auto args = [&](int r) {
+    auto a = rank_args(r, 2, port, 0, "1");
+    a.insert(a.end(), {"--collectives", "1", "--backend", "gloo"});
+    return a;
+  };
+  Proc r0 = spawn("coll0", args(0));
+  Proc r1 = spawn("coll1", args(1));
+  wait_for(r0);
+  wait_for(r1);
+  ASSERT_EQ(r0.status, 0) << slurp(r0.err);
+  ASSERT_EQ(r1.status, 0) << slurp(r1.err);
+  EXPECT_NE(slurp(r0.out).find("collectives ok"), std::string::npos) << slurp(r0.out);
+  EXPECT_NE(slurp(r1.out).find("collectives ok"), std::string::npos) << slurp(r1.out);
+}
+
+// "auto" with CPU devices forms a Gloo group whose collectives take CPU tensors.
+TEST(ProcessGroup, AutoOnCpuDevicesPicksGloo) {
+  ProcessGroupOptions o;
+  o.port = free_port();
+  o.timeout = std::chrono::milliseconds(5000);
+  auto pg = SiteProcessGroup::connect(o, {"cpu", "cpu"});
+  EXPECT_EQ(pg->backend_name(), "gloo");
+  EXPECT_TRUE(pg->comm_device().is_cpu());
+}
+
+// An explicit "nccl" on a rank that cannot use it fails before any collective, saying why.
+TEST(ProcessGroup, NcclRequestFailsNamingWhy) {
+  ProcessGroupOptions o;
+  o.port = free_port();
+  o.timeout = std::chrono::milliseconds(5000);
+  o.backend = "nccl";
+  const std::string err = error_text<UserError>([&] { SiteProcessGroup::connect(o, {"cpu"}); });
+  EXPECT_NE(err.find("backend \"nccl\""), std::string::npos) << err;
+  EXPECT_NE(err.find("rank 0 of 1 cannot use NCCL: " + nccl_unavailable_reason({"cpu"})),
+            std::string::npos)
+      << err;
+  // The reason on this build: without NCCL compiled in, the build; else the CPU device.
+  EXPECT_TRUE(nccl_unavailable_reason({"cpu"}).find("built without NCCL") != std::string::npos ||
+              nccl_unavailable_reason({"cpu"}) == "devices[0] = \"cpu\" is not a CUDA device")
+      << nccl_unavailable_reason({"cpu"});
+  EXPECT_NE(nccl_unavailable_reason({"cuda:0", "cpu"}).find("devices[1] = \"cpu\""),
+            std::string::npos);
+  if (!torch::cuda::is_available()) {  // a CUDA device on a machine without a GPU
+    o.port = free_port();
+    const std::string no_gpu =
+        error_text<UserError>([&] { SiteProcessGroup::connect(o, {"cuda:0"}); });
+    EXPECT_TRUE(no_gpu.find("LibTorch sees no CUDA GPU on this machine") != std::string::npos ||
+                no_gpu.find("built without NCCL") != std::string::npos)
+        << no_gpu;
+  }
+}
+
+// Ranks asking for different explicit backends both fail, naming who asked for what.
+TEST(ProcessGroup, RanksMustAgreeOnAnExplicitBackend) {
+  const int port = free_port();
+  auto a0 = rank_args(0, 2, port, 1, "1", 10000);
+  auto a1 = rank_args(1, 2, port, 1, "1", 10000);
+  a0.insert(a0.end(), {"--backend", "gloo"});
+  a1.insert(a1.end(), {"--backend", "nccl"});
+  Proc r0 = spawn("disagree0", a0);
+  Proc r1 = spawn("disagree1", a1);
+  wait_for(r0, std::chrono::seconds(30));
+  wait_for(r1, std::chrono::seconds(30));
+  EXPECT_EQ(r0.status, 2) << slurp(r0.err);
+  EXPECT_EQ(r1.status, 2) << slurp(r1.err);
+  for (const Proc* p : {&r0, &r1}) {
+    const std::string err = slurp(p->err);
+    EXPECT_NE(err.find("rank 0 asks for gloo, rank 1 for nccl"), std::string::npos) << err;
+  }
 }
 
 }  // namespace

@@ -2,14 +2,21 @@
 // batches through a DeviceGroup joined to a SiteProcessGroup. process_group_test spawns it.
 //   site_rank_helper --rank R --world-size W --rendezvous HOST:PORT [--timeout-ms T]
 //                    [--steps N] [--batch B] [--slowdowns 1,2] [--seed S] [--die-at-step K]
-// Prints "step <s> loss <loss> hash <hex> ranks <a:b>" per step on stdout; on error prints
-// "error: <what>" on stderr and exits 2 (RankError/UserError) or 1.
+//                    [--device cpu|cuda:N] [--backend auto|gloo|nccl] [--collectives 1]
+// One device per --slowdowns entry, each on --device (default cpu). Prints "backend <name>"
+// once the group formed, then "step <s> loss <loss> hash <hex> ranks <a:b>" per step on
+// stdout; on error prints "error: <what>" on stderr and exits 2 (RankError/UserError) or 1.
+// --collectives 1: instead of training, checks every SiteProcessGroup call against known
+// results on the group's comm device and prints "collectives ok".
+#include <unistd.h>
+
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
-#include <unistd.h>
 
 #include "common/error.h"
 #include "inner/device_group.h"
@@ -18,11 +25,46 @@
 
 using namespace longhaul;
 
+namespace {
+void expect(bool ok, const std::string& what) {
+  if (!ok) throw std::runtime_error("collective check failed: " + what);
+}
+
+// Rank r contributes values derived from r; every call's result is known in closed form.
+void check_collectives(inner::SiteProcessGroup& pg) {
+  const int r = pg.rank(), w = pg.world_size();
+  const auto on = torch::TensorOptions().dtype(torch::kFloat32).device(pg.comm_device());
+  auto t = torch::tensor({1.0f, 10.0f}, on) * float(r + 1);
+  pg.all_reduce_sum(t);
+  const float sum = float(w * (w + 1) / 2);
+  expect(t.device() == pg.comm_device(), "all_reduce_sum moved its tensor");
+  expect(t.cpu().equal(torch::tensor({sum, 10 * sum})), "all_reduce_sum");
+  auto b = torch::full({3}, float(r), on);
+  pg.broadcast(b, w - 1);
+  expect(b.cpu().equal(torch::full({3}, float(w - 1))), "broadcast from the last rank");
+  const auto g = pg.all_gather(double(r) + 0.25);
+  const auto gi = pg.all_gather(int64_t{r} * int64_t{1000000007});
+  for (int k = 0; k < w; ++k) {
+    expect(g.at(k) == double(k) + 0.25, "all_gather(double)");
+    expect(gi.at(k) == int64_t{k} * int64_t{1000000007}, "all_gather(int64)");
+  }
+  pg.barrier();
+  pg.post("hello/" + std::to_string(r), "from " + std::to_string(r));
+  for (int k = 0; k < w; ++k) {
+    std::optional<std::string> v;
+    for (int tries = 0; tries < 500 && !(v = pg.poll("hello/" + std::to_string(k))); ++tries)
+      usleep(10000);
+    expect(v == "from " + std::to_string(k), "post/poll of rank " + std::to_string(k));
+  }
+  pg.barrier();  // nobody leaves before every rank has read every post
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   inner::ProcessGroupOptions pgo;
-  int64_t steps = 3, batch = 8, die_at = -1;
+  int64_t steps = 3, batch = 8, die_at = -1, collectives = 0;
   uint64_t seed = 1;
-  std::string slowdowns = "1", rendezvous;
+  std::string slowdowns = "1", rendezvous, device = "cpu";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--rank") pgo.rank = std::stoi(v);
@@ -34,25 +76,38 @@ int main(int argc, char** argv) {
     else if (k == "--slowdowns") slowdowns = v;
     else if (k == "--seed") seed = std::stoull(v);
     else if (k == "--die-at-step") die_at = std::stoll(v);
+    else if (k == "--device") device = v;
+    else if (k == "--backend") pgo.backend = v;
+    else if (k == "--collectives") collectives = std::stoll(v);
     else {
       std::fprintf(stderr, "error: unknown argument %s\n", k.c_str());
       return 1;
     }
   }
   try {
-    std::unique_ptr<inner::SiteProcessGroup> pg;
-    if (!rendezvous.empty()) {
-      inner::parse_rendezvous(rendezvous, pgo);
-      pg = inner::SiteProcessGroup::connect(pgo);
-    }
     inner::DeviceGroupOptions opts;
     opts.devices.clear();
+    std::vector<std::string> names;
     std::stringstream ss(slowdowns);
     for (std::string item; std::getline(ss, item, ',');) {
       inner::DeviceSpec d;
+      d.device = device;
       d.slowdown = std::stod(item);
       d.max_micro_batch = 3;
       opts.devices.push_back(d);
+      names.push_back(device);
+    }
+    std::unique_ptr<inner::SiteProcessGroup> pg;
+    if (!rendezvous.empty()) {
+      inner::parse_rendezvous(rendezvous, pgo);
+      pg = inner::SiteProcessGroup::connect(pgo, names);
+      std::printf("backend %s\n", pg->backend_name().c_str());
+      std::fflush(stdout);
+      if (collectives) {
+        check_collectives(*pg);
+        std::printf("collectives ok\n");
+        return 0;
+      }
     }
     const test::TinyLmShape shape;
     auto primary = test::make_tiny_lm(shape, seed);

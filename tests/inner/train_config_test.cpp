@@ -40,6 +40,8 @@ TEST(TrainConfig, DefaultsAreDocumentedValues) {
   EXPECT_EQ(c.train.steps, 2000);
   EXPECT_EQ(c.train.device, "cpu");
   EXPECT_EQ(c.train.tokens_per_step(c.model.block_size), 16 * 128);
+  EXPECT_EQ(c.train.process_group_backend, "auto");
+  EXPECT_EQ(c.train.device_names(), std::vector<std::string>{"cpu"});
 }
 
 TEST(TrainConfig, SetOverridesApplyWithTheSameChecks) {
@@ -76,6 +78,8 @@ TEST(TrainConfig, ErrorsNameFileKeyValueAndExpectation) {
       {"[data]\npath = \"x\"\nnum_shards = 2\nshard_index = 2\n", "key 'data.shard_index' = 2: expected an integer in [0, data.num_shards = 2)"},
       {kMinimal + "[train]\ndevice = \"tpu\"\n", "key 'train.device' = \"tpu\""},
       {kMinimal + "[train]\nbf16_autocast = 1\n", "key 'train.bf16_autocast' = 1: expected true or false"},
+      {kMinimal + "[train]\nprocess_group_backend = \"mpi\"\n",
+       "key 'train.process_group_backend' = \"mpi\": expected one of \"auto\", \"gloo\", \"nccl\""},
   };
   for (const auto& c : cases) {
     auto msg = config_error(c.text);

@@ -7,7 +7,11 @@
   3. two real processes (`--rank 0/1 --world-size 2 --rendezvous 127.0.0.1:PORT`, loopback
      Gloo), rank 1 with two devices: same losses to 1e-5, and both ranks export bitwise
      identical models (their replicas stayed identical);
-  4. a missing rank: rank 0 alone fails within --rank-timeout-ms, exit 2, naming rank 1.
+  4. a missing rank: rank 0 alone fails within --rank-timeout-ms, exit 2, naming rank 1;
+  5. multi-process --resume (the site of 3): stopped after step 2 and resumed, it logs the
+     uninterrupted run's losses; when rank 1 lost its newest checkpoint (as if stopped between
+     the ranks' writes of one step), both ranks continue from the newest step both have, with
+     the same losses; when rank 1 has none, both fail (exit 2) naming rank 1.
 
 Run by ctest as: python test_train_multi_device.py --longhaul BIN --source-dir SRC --work-dir DIR
 """
@@ -113,22 +117,33 @@ def main():
           "three devices: every step line has the split (summing to the 6-sequence batch) and 3 rates")
 
     # 3. two processes
-    port = free_port()
-    rdv = "127.0.0.1:%d" % port
-    two1 = config("rank1.toml", 'devices = [{ device = "cpu" }, { device = "cpu", slowdown = 2.0 }]')
-    p0 = train(config("rank0.toml"), "two", "--rank", "0", "--world-size", "2", "--rendezvous", rdv,
-               "--rank-timeout-ms", "30000", wait=False, log="two-r0")
-    p1 = train(two1, "two", "--rank", "1", "--world-size", "2", "--rendezvous", rdv,
-               "--rank-timeout-ms", "30000", wait=False, log="two-r1")
-    p1.wait(timeout=300)
-    p0.wait(timeout=300)
-    check(p0.returncode == 0 and p1.returncode == 0, "2-process site trains (exit 0, 0)",
-          "rank 0 (exit %s): %s\n     rank 1 (exit %s): %s" % (p0.returncode, stderr_of("two-r0")[-400:],
-                                                             p1.returncode, stderr_of("two-r1")[-400:]))
-    if p0.returncode == 0 and p1.returncode == 0:
+    rank0 = config("rank0.toml")
+    rank1 = config("rank1.toml", 'devices = [{ device = "cpu" }, { device = "cpu", slowdown = 2.0 }]')
+
+    def two_ranks(run_dir, *extra):
+        """Runs ranks 0 and 1 of the site (rank 1 with two devices); returns (exit 0, exit 1)."""
+        rdv = "127.0.0.1:%d" % free_port()
+        ps = [train(cfg, run_dir, "--rank", str(r), "--world-size", "2", "--rendezvous", rdv,
+                    "--rank-timeout-ms", "30000", *extra, wait=False, log="%s-r%d" % (run_dir, r))
+              for r, cfg in enumerate((rank0, rank1))]
+        for p in ps:
+            p.wait(timeout=300)
+        return ps[0].returncode, ps[1].returncode
+
+    def both_ok(codes, run_dir, what):
+        check(codes == (0, 0), what + " (exit 0, 0)",
+              "rank 0 (exit %s): %s\n     rank 1 (exit %s): %s" % (codes[0], stderr_of(run_dir + "-r0")[-400:],
+                                                                 codes[1], stderr_of(run_dir + "-r1")[-400:]))
+        return codes == (0, 0)
+
+    def same_losses(got, want):
+        return len(got) == len(want) and all(abs(x["loss"] - y["loss"]) < 1e-5 for x, y in zip(got, want))
+
+    r0 = []
+    if both_ok(two_ranks("two"), "two", "2-process site trains"):
         r0 = losses(os.path.join(work, "two"))
         r1 = losses(os.path.join(work, "two", "rank-1"))
-        check(len(r0) == len(ref) and all(abs(x["loss"] - y["loss"]) < 1e-5 for x, y in zip(r0, ref)),
+        check(same_losses(r0, ref),
               "2-process site: losses equal the 1-process site's to 1e-5: %s vs %s" % ([g["loss"] for g in r0], [r["loss"] for r in ref]))
         check([x["loss"] for x in r0] == [x["loss"] for x in r1], "2-process site: both ranks log identical losses")
         check(all(sum(g["devices"]["rank_split"]) == 6 for g in r0), "2-process site: rank split sums to the batch")
@@ -146,6 +161,41 @@ def main():
     check("rank 1 of 2 did not arrive" in err and "within 1500 ms" in err, "missing rank: the error names rank 1",
           err.strip()[-300:])
     check(took < 60, "missing rank: failed in %.1f s, not a hang" % took)
+
+    # 5. multi-process --resume. Stopping after step 2 = a 2-step run on the 4-step run's
+    #    schedule (optim.decay_steps = 4 explicitly; it defaults to train.steps).
+    if r0:
+        ckpts = lambda d: sorted(os.listdir(os.path.join(work, d, "checkpoints")))
+        both_ok(two_ranks("resumed", "--set", "train.steps=2", "--set", "optim.decay_steps=4"), "resumed",
+                "resume: the first 2 steps")
+        codes = two_ranks("resumed", "--resume")
+        if both_ok(codes, "resumed", "resume: steps 3-4 after --resume"):
+            got = losses(os.path.join(work, "resumed"))
+            check(same_losses(got, r0) and [g["step"] for g in got] == [1, 2, 3, 4],
+                  "resume: rank 0 logs the uninterrupted run's losses: %s vs %s" % ([g["loss"] for g in got], [g["loss"] for g in r0]))
+            check(same_losses(losses(os.path.join(work, "resumed", "rank-1")), r0), "resume: so does rank 1")
+            check("resumed from" in stderr_of("resumed-r1") and "at step 2" in stderr_of("resumed-r1"),
+                  "resume: rank 1 resumed from its own step-2 checkpoint", stderr_of("resumed-r1")[-300:])
+            check(ckpts("resumed/rank-1") == ["step-00000002.ckpt", "step-00000004.ckpt"],
+                  "resume: rank 1 kept its step-2 and step-4 checkpoints: %s" % ckpts("resumed/rank-1"))
+
+            # rank 1 stopped before writing step 4: both continue from step 2
+            os.remove(os.path.join(work, "resumed", "rank-1", "checkpoints", "step-00000004.ckpt"))
+            codes = two_ranks("resumed", "--resume")
+            if both_ok(codes, "resumed", "resume after rank 1 lost its newest checkpoint"):
+                check("continuing from step 2, the newest step every rank has" in stderr_of("resumed-r0"),
+                      "resume: rank 0 falls back to step 2 and says so", stderr_of("resumed-r0")[-400:])
+                check(same_losses(losses(os.path.join(work, "resumed")), r0),
+                      "resume: from step 2 again, the same losses as the uninterrupted run")
+
+            # rank 1 has no checkpoint at all: both fail, naming it
+            shutil.rmtree(os.path.join(work, "resumed", "rank-1", "checkpoints"))
+            codes = two_ranks("resumed", "--resume")
+            check(codes == (2, 2), "resume: rank 1 without checkpoints: both ranks exit 2 (got %s)" % (codes,))
+            for r in (0, 1):
+                err = stderr_of("resumed-r%d" % r)
+                check("--resume: rank(s) 1 have no checkpoint" in err, "resume: rank %d's error names rank 1" % r,
+                      err.strip()[-300:])
 
     if failures:
         print("FAILED: %d check(s)" % len(failures))
