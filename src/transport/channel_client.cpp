@@ -63,7 +63,7 @@ std::shared_ptr<Connection> ChannelClient::connect_once(std::chrono::steady_cloc
     auto exec = net::make_strand(ioc_);
     tcp::resolver resolver(exec);
     const auto results = co_await resolver.async_resolve(host_, port_, net::use_awaitable);
-    TlsStream stream(BufferedTcp(beast::tcp_stream(exec)), *ssl_ctx_);
+    TlsStream stream(beast::tcp_stream(exec), *ssl_ctx_);
     auto& tcp_layer = beast::get_lowest_layer(stream);
     tcp_layer.expires_after(budget);
     const auto ep = co_await tcp_layer.async_connect(results, net::use_awaitable);

@@ -9,7 +9,6 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <chrono>
 #include <deque>
@@ -19,13 +18,12 @@
 #include <stdexcept>
 #include <string>
 
-#include "transport/buffered_tcp.h"
+#include "transport/tls_stream.h"
 #include "transport/message.h"
 #include "transport/rate_limiter.h"
 
 namespace longhaul::transport {
 
-using TlsStream = boost::beast::ssl_stream<BufferedTcp>;
 using WsStream = boost::beast::websocket::stream<TlsStream>;
 
 // A recoverable I/O failure: closed connection, full queue, timeout. Callers rebuild the

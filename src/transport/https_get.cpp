@@ -4,7 +4,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
+#include <boost/asio/ssl/context.hpp>
 
 #include "transport/connection.h"
 #include "transport/url.h"
@@ -19,7 +19,7 @@ HttpResponse https_get(const std::string& url, const TlsFiles& tls, std::chrono:
   const Url u = parse_url(url, "https");
   net::io_context ioc;
   auto ctx = make_client_tls_context(tls);
-  TlsStream stream(BufferedTcp(beast::tcp_stream(ioc)), ctx);
+  TlsStream stream(beast::tcp_stream(ioc), ctx);
   auto& tcp_layer = beast::get_lowest_layer(stream);
   HttpResponse out;
   beast::error_code ec;

@@ -44,7 +44,7 @@ net::awaitable<void> serve_session(std::shared_ptr<ChannelServer::Impl> impl, tc
   const auto ep = socket.remote_endpoint(ec);
   const std::string address = ec ? "unknown" : ep.address().to_string() + ":" + std::to_string(ep.port());
   socket.set_option(tcp::no_delay(true), ec);
-  TlsStream stream(BufferedTcp(beast::tcp_stream(std::move(socket))), impl->ssl_ctx);
+  TlsStream stream(beast::tcp_stream(std::move(socket)), impl->ssl_ctx);
   auto& tcp_layer = beast::get_lowest_layer(stream);
 
   tcp_layer.expires_after(impl->options.handshake_timeout);

@@ -44,6 +44,9 @@ ssl::context make_server_tls_context(const TlsFiles& tls) {
   ssl::context ctx(ssl::context::tls_server);
   common_setup(ctx, tls, /*need_own_cert=*/true);
   ctx.set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+  // No session tickets: we never resume, and a ticket written after the handshake would be a
+  // record produced outside any write (TlsStream sends those only with the next write).
+  SSL_CTX_set_num_tickets(ctx.native_handle(), 0);
   return ctx;
 }
 
