@@ -4,6 +4,7 @@
 // Prints one JSON object. GB/s = 1e9 bytes/s of payload, sender's send() to receiver's
 // on_message (payload fully received and checksummed).
 #include <ftw.h>
+#include <sched.h>
 #include <openssl/evp.h>
 #include <unistd.h>
 
@@ -103,6 +104,14 @@ std::map<int, double> thread_cpu_seconds() {
   return out;
 }
 
+// CPUs this process may run on (e.g. fewer under `taskset -c 0`): the scaling runs compare these.
+int cores_allowed() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof(set), &set) != 0) return static_cast<int>(std::thread::hardware_concurrency());
+  return CPU_COUNT(&set);
+}
+
 struct Transfer {
   double gbps = 0;
   double busiest_thread_cpu_share = 0;  // CPU time of the busiest thread / wall time
@@ -180,7 +189,7 @@ void register_bench_transport(CLI::App& app, CommandFn& run) {
   cmd->callback([&run] {
     run = [] {
       if (bytes < 1024) throw UserError("--bytes must be >= 1024");
-      const int maxc = max_connections > 0 ? max_connections : std::max(1u, std::thread::hardware_concurrency());
+      const int maxc = max_connections > 0 ? max_connections : std::max(1, cores_allowed());
       set_log_level(LogLevel::kWarn);
       const Pki pki = make_pki();
       const double aes = aes_gcm_gbps(1.0);
@@ -209,6 +218,7 @@ void register_bench_transport(CLI::App& app, CommandFn& run) {
                             {"aes128gcm_gbps_single_core", aes},
                             {"ratio_to_aes_gcm", single / aes},
                             {"hardware_threads", std::thread::hardware_concurrency()},
+                            {"cores_allowed", cores_allowed()},
                             {"scaling", scaling}};
       std::cout << out.dump() << std::endl;
       return 0;
