@@ -135,8 +135,7 @@ RunSummary run_training(const TrainConfig& cfg, const RunOptions& opts) {
     const double rate = static_cast<double>(r.tokens - tokens_at_log) / std::max(1e-9, now_s - seconds_at_log);
     summary.last_loss = r.loss;
     if (r.step % loop.log_every == 0 || last) {
-      StepMetrics m{r.step, r.loss, r.lr, r.tokens, rate, now_s};
-      m.devices = r.devices;
+      StepMetrics m{r.step, r.loss, r.lr, r.tokens, rate, now_s, r.devices};
       metrics.step(m);
       tokens_at_log = r.tokens;
       seconds_at_log = now_s;

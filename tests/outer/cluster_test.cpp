@@ -31,7 +31,9 @@ void expect_hashes_agree(const Cluster& c, const std::vector<std::string>& sites
   for (const auto& r : c.coordinator_rounds()) coord[r["round"]] = r["param_hash"];
   for (const auto& s : sites) {
     auto rounds = c.site_rounds(s);
-    if (every_round) EXPECT_EQ(rounds.size(), coord.size()) << s;
+    if (every_round) {
+      EXPECT_EQ(rounds.size(), coord.size()) << s;
+    }
     for (const auto& r : rounds) {
       int64_t k = r["round"];
       ASSERT_TRUE(coord.count(k)) << s << " round " << k;

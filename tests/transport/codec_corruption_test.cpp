@@ -57,7 +57,9 @@ TEST(CodecCorruption, FlippedBitInEachChunkIsRejected) {
     const auto good = f.payload(zstd);
     const PayloadInfo info = inspect(good, kN);
     ASSERT_EQ(info.chunks, 5u);
-    if (zstd) EXPECT_EQ(info.compressed_chunks, info.chunks);
+    if (zstd) {
+      EXPECT_EQ(info.compressed_chunks, info.chunks);
+    }
     uint64_t off = wire::table_end(info.chunks);
     for (uint32_t i = 0; i < info.chunks; ++i) {
       const uint32_t len = wire::read_chunk_entry(good.data(), i).stored_bytes;
@@ -100,7 +102,9 @@ TEST(CodecCorruption, TruncationAndTrailingBytes) {
       ADD_FAILURE() << "truncated to " << len << " accepted";
     } catch (const DecodeError& e) {
       // Cutting inside the magic leaves "not our payload"; anything else is "truncated".
-      if (len >= 4) EXPECT_EQ(e.kind(), K::kTruncated) << len << ": " << e.what();
+      if (len >= 4) {
+        EXPECT_EQ(e.kind(), K::kTruncated) << len << ": " << e.what();
+      }
     }
   }
   auto longer = good;
