@@ -23,6 +23,7 @@
 #include "outer/aggregator.h"
 #include "outer/config_watcher.h"
 #include "outer/coordinator_checkpoint.h"
+#include "outer/coordinator_metrics.h"
 #include "outer/outer_optimizer.h"
 #include "outer/param_hash.h"
 #include "outer/protocol.h"
@@ -601,31 +602,16 @@ void Coordinator::Impl::publish_snapshot() {
              {"sites", sj},
              {"last_round", last_round},
              {"rejected_uploads", rejected_total}};
-  std::ostringstream mt;
-  mt << "# HELP longhaul_rounds_total Outer rounds applied.\n# TYPE longhaul_rounds_total counter\n"
-     << "longhaul_rounds_total " << next_round << "\n"
-     << "# HELP longhaul_round_duration_seconds Duration of the last round.\n"
-     << "# TYPE longhaul_round_duration_seconds gauge\n"
-     << "longhaul_round_duration_seconds " << last_round.value("duration_s", 0.0) << "\n"
-     << "# HELP longhaul_sites_connected Sites joined now.\n# TYPE longhaul_sites_connected gauge\n"
-     << "longhaul_sites_connected " << connected << "\n"
-     << "# HELP longhaul_rejected_uploads_total Uploads refused.\n"
-     << "# TYPE longhaul_rejected_uploads_total counter\n"
-     << "longhaul_rejected_uploads_total " << rejected_total << "\n"
-     << "# HELP longhaul_bytes_received_total Upload payload bytes per site.\n"
-     << "# TYPE longhaul_bytes_received_total counter\n";
-  for (const auto& [id, s] : sites)
-    mt << "longhaul_bytes_received_total{site=\"" << id << "\"} " << s.bytes_up << "\n";
-  mt << "# HELP longhaul_bytes_sent_total Download payload bytes per site.\n"
-     << "# TYPE longhaul_bytes_sent_total counter\n";
-  for (const auto& [id, s] : sites)
-    mt << "longhaul_bytes_sent_total{site=\"" << id << "\"} " << s.bytes_down << "\n";
-  if (!std::isnan(last_eval))
-    mt << "# HELP longhaul_eval_loss Held-out loss of θ (nats/token).\n"
-       << "# TYPE longhaul_eval_loss gauge\nlonghaul_eval_loss " << last_eval << "\n";
+  CoordinatorMetrics mt;
+  mt.rounds_total = next_round;
+  mt.last_round_duration_s = last_round.value("duration_s", 0.0);
+  mt.sites_connected = connected;
+  mt.rejected_uploads_total = rejected_total;
+  for (const auto& [id, s] : sites) mt.sites[id] = {s.bytes_up, s.bytes_down};
+  if (!std::isnan(last_eval)) mt.eval_loss = last_eval;
   std::lock_guard<std::mutex> l(snap_mu);
   status = std::move(st);
-  metrics_text = mt.str();
+  metrics_text = render_prometheus(mt);
 }
 
 // ------------------------------------------------------------------------------- run
