@@ -34,7 +34,7 @@ class ChannelError : public std::runtime_error {
 };
 
 inline constexpr std::size_t kWriteChunk = 1 << 20;  // bytes per WebSocket frame written
-inline constexpr std::size_t kReadChunk = 1 << 20;   // bytes per read into the payload
+inline constexpr std::size_t kReadChunk = kSocketReadBytes;  // bytes per read into the payload (what one TLS read can fill)
 
 struct ConnectionLimits {
   uint64_t max_message_bytes = 1ull << 30;       // whole wire message, bytes; larger => close

@@ -64,7 +64,13 @@ std::span<std::byte> FrameReader::next_buffer(std::size_t max_chunk) {
     case State::kHeader:
       return {reinterpret_cast<std::byte*>(header_json_.data()) + have_, header_json_.size() - have_};
     case State::kPayload:
-      return {msg_.payload.data() + have_, std::min<std::size_t>(max_chunk, msg_.payload.size() - have_)};
+    {
+      // Zero-fill (Bytes value-initializes) only the part about to be written, while it is about
+      // to be in cache anyway, instead of the whole payload up front: one DRAM pass less.
+      const std::size_t n = std::min<uint64_t>(max_chunk, payload_bytes_ - have_);
+      if (msg_.payload.size() < have_ + n) msg_.payload.resize(have_ + n);  // within the reserved capacity
+      return {msg_.payload.data() + have_, n};
+    }
     case State::kChecksum:
       return {sum_.data() + have_, kChecksumBytes - have_};
     case State::kDone:
@@ -87,7 +93,7 @@ void FrameReader::consumed(std::size_t n) {
       if (have_ == header_json_.size()) parse_header();
       break;
     case State::kPayload:
-      if (have_ == msg_.payload.size()) {
+      if (have_ == payload_bytes_) {
         have_ = 0;
         state_ = State::kChecksum;
       }
@@ -139,7 +145,8 @@ void FrameReader::parse_header() {
                     std::to_string(max_message_bytes_) + " bytes per message");
   msg_.type = type->get<std::string>();
   msg_.header = std::move(*hdr);
-  msg_.payload.resize(payload_bytes);  // the one allocation of the payload
+  msg_.payload.reserve(payload_bytes);  // the one allocation of the payload
+  payload_bytes_ = payload_bytes;
   header_json_.clear();
   header_json_.shrink_to_fit();
   have_ = 0;

@@ -96,6 +96,7 @@ class FrameReader {
   std::array<std::byte, kChecksumBytes> sum_{};
   std::size_t have_ = 0;  // bytes of the current section received
   uint64_t received_ = 0;
+  uint64_t payload_bytes_ = 0;  // declared payload size (msg_.payload grows to it as bytes arrive)
   Message msg_;
   XXH3_state_t* hash_ = nullptr;
 
