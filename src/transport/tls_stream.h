@@ -63,8 +63,7 @@ class TlsStream {
   using next_layer_type = boost::beast::tcp_stream;
 
   TlsStream(boost::beast::tcp_stream tcp, boost::asio::ssl::context& ctx);
-  TlsStream(TlsStream&&) noexcept = default;
-  TlsStream& operator=(TlsStream&&) noexcept = default;
+  TlsStream(TlsStream&&) noexcept = default;  // not assignable: beast::tcp_stream is not
 
   executor_type get_executor() noexcept { return tcp_.get_executor(); }
   next_layer_type& next_layer() noexcept { return tcp_; }
