@@ -7,6 +7,7 @@
 #include <csignal>
 
 #include "app/commands.h"
+#include "app/process_group_cli.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "inner/process_group.h"
@@ -21,10 +22,7 @@ struct SiteArgs {
   std::string run_dir;
   std::vector<std::string> overrides;
   std::string log_level = "info";
-  int rank = 0;
-  int world_size = 1;
-  std::string rendezvous;
-  int64_t rank_timeout_ms = 60000;
+  ProcessGroupArgs group;
 };
 void on_signal(int) {
   outer::SiteService::request_stop();
@@ -40,13 +38,7 @@ void register_site(CLI::App& app, CommandFn& run) {
                   "checkpoints, residual, metrics (default runs/<site id>); restart resumes");
   cmd->add_option("--set", args->overrides, "override a config key: section.key=value");
   cmd->add_option("--log-level", args->log_level, "debug|info|warn|error")->capture_default_str();
-  cmd->add_option("--rank", args->rank,
-                  "this process's rank in a multi-process site (0 talks to the coordinator and hosts the rendezvous)");
-  cmd->add_option("--world-size", args->world_size, "processes in the site (default 1)");
-  cmd->add_option("--rendezvous", args->rendezvous, "HOST:PORT of rank 0's rendezvous (needed when --world-size > 1)");
-  cmd->add_option("--rank-timeout-ms", args->rank_timeout_ms,
-                  "how long to wait for a missing or silent rank before failing, ms (default 60000)")
-      ->check(CLI::Range(int64_t{100}, int64_t{86400000}));
+  add_process_group_options(cmd, args->group, "talks to the coordinator and hosts the rendezvous");
   cmd->callback([&run, args] {
     run = [args]() -> int {
       set_log_level(parse_log_level(args->log_level));
@@ -54,23 +46,14 @@ void register_site(CLI::App& app, CommandFn& run) {
       std::string dir = args->run_dir.empty() ? "runs/" + cfg.id : args->run_dir;
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);
-      if (args->world_size < 1 || args->rank < 0 || args->rank >= args->world_size)
-        throw UserError("--rank " + std::to_string(args->rank) + " --world-size " +
-                        std::to_string(args->world_size) + ": expected 0 <= rank < world size");
-      if (args->world_size == 1) {
+      inner::ProcessGroupOptions po = process_group_options(args->group);
+      if (po.world_size == 1) {
         outer::SiteService s(std::move(cfg), dir);
         return s.run();
       }
-      if (args->rendezvous.empty())
-        throw UserError("--world-size " + std::to_string(args->world_size) + " needs --rendezvous HOST:PORT");
-      inner::ProcessGroupOptions po;
-      po.rank = args->rank;
-      po.world_size = args->world_size;
-      po.timeout = std::chrono::milliseconds(args->rank_timeout_ms);
       po.backend = cfg.train.train.process_group_backend;
-      inner::parse_rendezvous(args->rendezvous, po);
       auto pg = inner::SiteProcessGroup::connect(po, cfg.train.train.device_names());
-      if (args->rank > 0) return outer::run_site_follower(cfg, dir, *pg);
+      if (po.rank > 0) return outer::run_site_follower(cfg, dir, *pg);
       outer::FollowerLink followers(*pg,
                                     std::chrono::duration<double>(cfg.follower_ready_timeout_s));
       try {

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "app/commands.h"
+#include "app/process_group_cli.h"
 #include "common/config_reader.h"
 #include "common/error.h"
 #include "inner/train_config.h"
@@ -31,11 +32,7 @@ struct TrainArgs {
   std::string run_dir;
   std::vector<std::string> sets;
   bool resume = false;
-  // A multi-process site (README "Mixed-device and multi-process sites").
-  int rank = 0;
-  int world_size = 1;
-  std::string rendezvous;
-  int64_t rank_timeout_ms = 60000;
+  ProcessGroupArgs group;  // a multi-process site
 };
 }  // namespace
 
@@ -47,12 +44,7 @@ void register_train(CLI::App& app, CommandFn& run) {
   cmd->add_option("--set", args->sets, "override a config key: section.key=value (repeatable)")
       ->take_all();
   cmd->add_flag("--resume", args->resume, "continue from the newest checkpoint in the run dir");
-  cmd->add_option("--rank", args->rank, "this process's rank in a multi-process site (0 hosts the rendezvous)");
-  cmd->add_option("--world-size", args->world_size, "processes in the site (default 1)");
-  cmd->add_option("--rendezvous", args->rendezvous, "HOST:PORT of rank 0's rendezvous (needed when --world-size > 1)");
-  cmd->add_option("--rank-timeout-ms", args->rank_timeout_ms,
-                  "how long to wait for a missing or silent rank before failing, ms (default 60000)")
-      ->check(CLI::Range(int64_t{100}, int64_t{86400000}));
+  add_process_group_options(cmd, args->group, "hosts the rendezvous");
   cmd->callback([&run, args] {
     run = [args]() -> int {
       auto reader = ConfigReader::from_file(args->config, args->sets);
@@ -60,15 +52,7 @@ void register_train(CLI::App& app, CommandFn& run) {
       inner::RunOptions opts;
       opts.run_dir = args->run_dir.empty() ? cfg.train.run_dir : std::filesystem::path(args->run_dir);
       opts.resume = args->resume;
-      opts.group.rank = args->rank;
-      opts.group.world_size = args->world_size;
-      opts.group.timeout = std::chrono::milliseconds(args->rank_timeout_ms);
-      if (args->world_size > 1 && args->rendezvous.empty())
-        throw UserError("--world-size " + std::to_string(args->world_size) + " needs --rendezvous HOST:PORT");
-      if (args->world_size < 1 || args->rank < 0 || args->rank >= args->world_size)
-        throw UserError("--rank " + std::to_string(args->rank) + " --world-size " +
-                        std::to_string(args->world_size) + ": expected 0 <= rank < world size");
-      if (!args->rendezvous.empty()) inner::parse_rendezvous(args->rendezvous, opts.group);
+      opts.group = process_group_options(args->group);
       opts.effective_toml = with_absolute_data_path(reader.effective_toml(), cfg.data.path);
       auto summary = inner::run_training(cfg, opts);
       std::cout << "run dir: " << opts.run_dir.string() << "\n"
