@@ -79,15 +79,9 @@ std::shared_ptr<Connection> ChannelClient::connect_once(std::chrono::steady_cloc
     ws.read_message_max(options_.max_message_bytes);
     co_await ws.async_handshake(host_ + ":" + port_, path_, net::use_awaitable);
     beast::get_lowest_layer(ws).expires_never();
-    ConnectionLimits l;
-    l.max_message_bytes = options_.max_message_bytes;
-    l.max_queued_bytes = options_.max_queued_bytes;
-    l.handshake_timeout = options_.connect_timeout;
-    l.idle_timeout = options_.idle_timeout;
-    l.rate_limit_bytes_per_s = options_.rate_limit_bytes_per_s;
-    l.added_latency = options_.added_latency;
     const std::string address = ep.address().to_string() + ":" + std::to_string(ep.port());
-    co_return std::make_shared<Connection>(std::move(ws), server_id, address, l);
+    co_return std::make_shared<Connection>(std::move(ws), server_id, address,
+                                           connection_limits(options_, options_.connect_timeout));
   };
   auto fut = net::co_spawn(ioc_, attempt(), net::use_future);
   if (fut.wait_for(budget + std::chrono::seconds(2)) != std::future_status::ready)

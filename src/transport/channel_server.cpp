@@ -29,14 +29,7 @@ bool ChannelServer::Impl::allowed(const std::string& peer_id) const {
 }
 
 ConnectionLimits ChannelServer::Impl::limits() const {
-  ConnectionLimits l;
-  l.max_message_bytes = options.max_message_bytes;
-  l.max_queued_bytes = options.max_queued_bytes;
-  l.handshake_timeout = options.handshake_timeout;
-  l.idle_timeout = options.idle_timeout;
-  l.rate_limit_bytes_per_s = options.rate_limit_bytes_per_s;
-  l.added_latency = options.added_latency;
-  return l;
+  return connection_limits(options, options.handshake_timeout);
 }
 
 void ChannelServer::Impl::adopt(std::shared_ptr<Connection> c) {

@@ -46,6 +46,20 @@ struct ConnectionLimits {
   std::chrono::milliseconds added_latency{0};    // WAN emulation: each message leaves this much later
 };
 
+// The limits for a connection made under `o` (ServerOptions or ClientOptions: both carry these
+// fields); `handshake` bounds the WebSocket close handshake.
+template <class Options>
+ConnectionLimits connection_limits(const Options& o, std::chrono::seconds handshake) {
+  ConnectionLimits l;
+  l.max_message_bytes = o.max_message_bytes;
+  l.max_queued_bytes = o.max_queued_bytes;
+  l.handshake_timeout = handshake;
+  l.idle_timeout = o.idle_timeout;
+  l.rate_limit_bytes_per_s = o.rate_limit_bytes_per_s;
+  l.added_latency = o.added_latency;
+  return l;
+}
+
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   using MessageFn = std::function<void(std::shared_ptr<Connection>, Message)>;
