@@ -62,8 +62,7 @@ TEST(Cluster, ThreeSitesOverTlsAgreeEveryRoundAndLossFalls) {
   Cluster c("e2e", o);
   Process coord = c.start_coordinator();
   ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
-  std::vector<Process> sites;
-  for (const auto& s : o.sites) sites.push_back(c.start_site(s));
+  std::vector<Process> sites = c.start_sites();
   ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
   for (size_t i = 0; i < sites.size(); ++i)
     EXPECT_EQ(sites[i].wait(60s), 0) << Cluster::tail(sites[i].log());
@@ -164,8 +163,7 @@ TEST(Cluster, CoordinatorKilledAndRestartedResumesWithoutReapplyingARound) {
   Process coord = c.start_coordinator();
   ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
   const int port = c.port();
-  std::vector<Process> sites;
-  for (const auto& s : o.sites) sites.push_back(c.start_site(s));
+  std::vector<Process> sites = c.start_sites();
   ASSERT_TRUE(c.wait_for_rounds(2, 120s)) << Cluster::tail(coord.log());
   coord.signal(SIGKILL);
   EXPECT_EQ(coord.wait(10s), 128 + SIGKILL);
@@ -194,8 +192,7 @@ TEST(Cluster, InnerStepsEditedMidRunTakesEffectNextRound) {
   Cluster c("live_h", o);
   Process coord = c.start_coordinator();
   ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
-  std::vector<Process> sites;
-  for (const auto& s : o.sites) sites.push_back(c.start_site(s));
+  std::vector<Process> sites = c.start_sites();
   ASSERT_TRUE(c.wait_for_rounds(1, 120s)) << Cluster::tail(coord.log());
   const size_t closed_before_edit = c.coordinator_rounds().size();
   {
@@ -242,8 +239,7 @@ TEST(Cluster, SigtermStopsSitesAndCoordinatorCleanly) {
   Cluster c("sigterm", o);
   Process coord = c.start_coordinator();
   ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
-  std::vector<Process> sites;
-  for (const auto& s : o.sites) sites.push_back(c.start_site(s));
+  std::vector<Process> sites = c.start_sites();
   ASSERT_TRUE(c.wait_for_rounds(2, 120s)) << Cluster::tail(coord.log());
   sites[1].signal(SIGTERM);  // mid-run, most likely mid-round
   EXPECT_EQ(sites[1].wait(30s), 0) << Cluster::tail(sites[1].log());

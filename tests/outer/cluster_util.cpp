@@ -162,6 +162,12 @@ Process Cluster::start_coordinator(int port, const std::string& log_suffix) {
   return p;
 }
 
+std::vector<Process> Cluster::start_sites() {
+  std::vector<Process> out;
+  for (const auto& s : opts_.sites) out.push_back(start_site(s));
+  return out;
+}
+
 Process Cluster::start_site(const std::string& s, const std::string& log_suffix) {
   return start_site(s, log_suffix, {});
 }

@@ -65,6 +65,8 @@ class Cluster {
   Process start_coordinator(int port = 0, const std::string& log_suffix = "");
   int port() const { return port_; }
   Process start_site(const std::string& site, const std::string& log_suffix = "");
+  // Every site of options().sites, in that order (after start_coordinator()).
+  std::vector<Process> start_sites();
   // The same with extra command-line arguments (e.g. --rank/--world-size/--rendezvous).
   Process start_site(const std::string& site, const std::string& log_suffix,
                      const std::vector<std::string>& extra_args);
