@@ -10,6 +10,7 @@ void register_bench(CLI::App& app, CommandFn& run) {
   register_bench_codec(*bench, run);
   register_bench_transport(*bench, run);
   register_bench_balance(*bench, run);
+  register_bench_coordinator(*bench, run);
 }
 
 }  // namespace longhaul::app

@@ -18,10 +18,12 @@ void register_coordinator(CLI::App& app, CommandFn& run);
 void register_site(CLI::App& app, CommandFn& run);
 void register_certs(CLI::App& app, CommandFn& run);
 void register_bench(CLI::App& app, CommandFn& run);
+void register_checkpoint(CLI::App& app, CommandFn& run);
 
 // `longhaul bench <what>`: one file each.
 void register_bench_codec(CLI::App& bench, CommandFn& run);
 void register_bench_transport(CLI::App& bench, CommandFn& run);
 void register_bench_balance(CLI::App& bench, CommandFn& run);
+void register_bench_coordinator(CLI::App& bench, CommandFn& run);
 
 }  // namespace longhaul::app

@@ -5,19 +5,47 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "outer/parallel_for.h"
 
 namespace longhaul::outer {
 
-Aggregator::Aggregator(int64_t numel, double max_norm_ratio)
-    : max_norm_ratio_(max_norm_ratio), scratch_(numel), acc_(numel, 0.0) {
-  LH_CHECK(numel > 0 && max_norm_ratio > 1, "numel ", numel, " ratio ", max_norm_ratio);
+AggregationKind parse_aggregation(const std::string& s) {
+  if (s == "mean") return AggregationKind::kMean;
+  if (s == "trimmed_mean") return AggregationKind::kTrimmedMean;
+  if (s == "median") return AggregationKind::kMedian;
+  throw UserError("aggregation '" + s + "': expected mean | trimmed_mean | median");
 }
 
-void Aggregator::begin_round() {
-  if (!round_norms_.empty()) previous_norms_ = round_norms_;
+std::string to_string(AggregationKind k) {
+  switch (k) {
+    case AggregationKind::kMean: return "mean";
+    case AggregationKind::kTrimmedMean: return "trimmed_mean";
+    case AggregationKind::kMedian: return "median";
+  }
+  return "?";
+}
+
+Aggregator::Aggregator(int64_t numel, AggregatorOptions options)
+    : opt_(options), scratch_(numel) {
+  LH_CHECK(numel > 0 && opt_.max_norm_ratio > 1 && opt_.max_update_ratio > 0 && opt_.trim >= 0,
+           "numel ", numel, " max_norm_ratio ", opt_.max_norm_ratio, " max_update_ratio ",
+           opt_.max_update_ratio, " trim ", opt_.trim);
+  if (opt_.kind == AggregationKind::kMean) acc_.assign(numel, 0.0);
+}
+
+void Aggregator::begin_round(double theta_norm, int quorum) {
+  if (!round_norms_.empty()) {
+    previous_norms_ = round_norms_;
+  } else if (static_cast<int>(median_refused_norms_.size()) >= std::max(1, quorum)) {
+    previous_norms_ = median_refused_norms_;  // honest norms grew: follow them (see header)
+  }
   round_norms_.clear();
-  std::fill(acc_.begin(), acc_.end(), 0.0);
+  median_refused_norms_.clear();
+  kept_.clear();
+  if (opt_.kind == AggregationKind::kMean) parallel_fill(std::span<double>(acc_), 0.0);
   total_weight_ = 0;
+  theta_norm_ = theta_norm;
+  quorum_ = quorum;
 }
 
 double Aggregator::reference_median() const {
@@ -31,39 +59,65 @@ double Aggregator::reference_median() const {
 
 std::optional<std::string> Aggregator::add_scratch(double weight, double* norm_out) {
   if (norm_out) *norm_out = std::nan("");
+  std::ostringstream os;
   if (!std::isfinite(weight) || weight <= 0) {
-    std::ostringstream os;
     os << "weight " << weight << " is not a positive finite token count";
     return os.str();
   }
-  double sq = 0;
-  for (size_t i = 0; i < scratch_.size(); ++i) {
-    float v = scratch_[i];
-    if (!std::isfinite(v)) {
-      std::ostringstream os;
-      os << "non-finite value " << v << " at element " << i;
-      return os.str();
-    }
-    sq += static_cast<double>(v) * v;
-  }
-  double norm = std::sqrt(sq);
-  if (norm_out) *norm_out = norm;
-  double med = reference_median();
-  if (med > 0 && norm > max_norm_ratio_ * med) {
-    std::ostringstream os;
-    os << "norm " << norm << " is above " << max_norm_ratio_ << " x the median " << med;
+  const NormScan scan = parallel_norm(scratch_);
+  if (scan.first_non_finite >= 0) {
+    os << "non-finite value " << scratch_[scan.first_non_finite] << " at element " << scan.first_non_finite;
     return os.str();
   }
-  for (size_t i = 0; i < scratch_.size(); ++i) acc_[i] += weight * scratch_[i];
+  const double norm = scan.norm;
+  if (norm_out) *norm_out = norm;
+  if (theta_norm_ > 0 && norm > opt_.max_update_ratio * theta_norm_) {
+    os << "norm " << norm << " is above " << opt_.max_update_ratio << " x the norm of θ ("
+       << theta_norm_ << ")";
+    return os.str();
+  }
+  const double med = reference_median();
+  if (med > 0 && norm > opt_.max_norm_ratio * med) {
+    median_refused_norms_.push_back(norm);
+    os << "norm " << norm << " is above " << opt_.max_norm_ratio << " x the median " << med;
+    return os.str();
+  }
+  if (opt_.kind == AggregationKind::kMean) {
+    parallel_axpy(std::span<double>(acc_), weight, scratch_);
+  } else {
+    kept_.push_back(scratch_);
+  }
   total_weight_ += weight;
   round_norms_.push_back(norm);
   return std::nullopt;
 }
 
 bool Aggregator::finish(std::span<float> mean) {
-  LH_CHECK_EQ(mean.size(), acc_.size());
+  LH_CHECK_EQ(mean.size(), scratch_.size());
   if (round_norms_.empty()) return false;
-  for (size_t i = 0; i < acc_.size(); ++i) mean[i] = static_cast<float>(acc_[i] / total_weight_);
+  if (opt_.kind == AggregationKind::kMean) {
+    parallel_div_to_float(acc_, total_weight_, mean);
+    return true;
+  }
+  const size_t k = kept_.size();
+  const size_t trim = opt_.kind == AggregationKind::kTrimmedMean && k > 2 * static_cast<size_t>(opt_.trim)
+                          ? static_cast<size_t>(opt_.trim)
+                          : 0;
+  const bool median = opt_.kind == AggregationKind::kMedian || (opt_.trim > 0 && trim == 0);
+  parallel_ranges(mean.size(), [&](size_t lo, size_t hi) {
+    std::vector<float> v(k);
+    for (size_t i = lo; i < hi; ++i) {
+      for (size_t j = 0; j < k; ++j) v[j] = kept_[j][i];
+      std::sort(v.begin(), v.end());
+      if (median) {
+        mean[i] = k % 2 ? v[k / 2] : static_cast<float>(0.5 * (static_cast<double>(v[k / 2 - 1]) + v[k / 2]));
+      } else {
+        double s = 0;
+        for (size_t j = trim; j < k - trim; ++j) s += v[j];
+        mean[i] = static_cast<float>(s / static_cast<double>(k - 2 * trim));
+      }
+    }
+  });
   return true;
 }
 

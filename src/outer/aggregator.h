@@ -1,20 +1,30 @@
-// Streaming aggregation of one round's pseudo-gradients at the coordinator:
-//   Δ̄ = Σ_k w_k Δ_k / Σ_k w_k,   w_k = tokens site k trained this round.
-// Memory is O(model), independent of the number of sites: one accumulator and ONE scratch
-// vector, reused for every upload. The caller decodes an upload into scratch() (the codec
-// checks the manifest hash while decoding), then calls add_scratch(), which validates and
-// accumulates it.
+// Aggregation of one round's pseudo-gradients at the coordinator.
 //
-// Rejection (the upload never touches the accumulator; the reason is returned for the log):
-//  * any non-finite element;
-//  * weight not finite or <= 0;
-//  * L2 norm above `max_norm_ratio` × the reference median.
-// The reference median, with streaming accumulation, is the median of the norms ALREADY
-// accepted in this round together with those accepted in the previous round (kept across
-// begin_round). The first upload of the run has no reference and is only checked for
-// finiteness. We chose this over holding uploads back until every norm is known because that
-// would cost O(sites × model) memory (or a second download), which the design forbids; the
-// previous round's norms are a good scale since Δ norms change slowly from round to round.
+//   mean (default):  Δ̄ = Σ_k w_k Δ_k / Σ_k w_k,  w_k = tokens site k trained this round.
+//                    Memory O(model), independent of the number of sites: one fp64
+//                    accumulator and ONE scratch vector, reused for every upload.
+//   trimmed_mean:    per coordinate, drop the `trim` largest and `trim` smallest of the K
+//                    accepted values and average the rest (unweighted: each site counts once);
+//                    with K <= 2·trim, the coordinate-wise median.
+//   median:          per coordinate, the median of the K accepted values (unweighted; the mean
+//                    of the two middle values for even K).
+//   The robust modes keep every accepted upload until the round closes: memory K × 4N bytes
+//   more (K accepted sites, N parameters), and finish() sorts K values per coordinate.
+//
+// The caller decodes an upload into scratch() (the codec checks the manifest hash while
+// decoding), then calls add_scratch(), which validates and accumulates it.
+//
+// Rejection (the upload never touches the aggregate; the reason is returned for the log):
+//  * any non-finite element; weight not finite or <= 0;
+//  * L2 norm above `max_update_ratio` × ‖θ_r‖ (set by begin_round): an absolute reference that
+//    exists from the very first upload of the run;
+//  * L2 norm above `max_norm_ratio` × the reference median: the median of the norms accepted in
+//    this round so far together with those accepted in the previous round with accepted
+//    uploads. Streaming aggregation cannot wait for every norm (that would cost K × model
+//    memory in mean mode), and Δ norms change slowly from round to round.
+// Honest norms can grow legitimately (a live change of H or of the learning rate): when a round
+// closes with nothing accepted but at least `quorum` uploads refused by the median rule alone,
+// their norms become the reference of the next round, so the filter never freezes.
 #pragma once
 
 #include <cstdint>
@@ -25,14 +35,27 @@
 
 namespace longhaul::outer {
 
+enum class AggregationKind { kMean, kTrimmedMean, kMedian };
+// "mean" | "trimmed_mean" | "median"; UserError otherwise.
+AggregationKind parse_aggregation(const std::string& s);
+std::string to_string(AggregationKind k);
+
+struct AggregatorOptions {
+  AggregationKind kind = AggregationKind::kMean;
+  int trim = 1;                   // trimmed_mean: values dropped at each end per coordinate
+  double max_norm_ratio = 10;     // > 1: norm cap relative to the median of accepted norms
+  double max_update_ratio = 10;   // > 0: norm cap relative to ‖θ_r‖
+};
+
 class Aggregator {
  public:
-  // numel: length of θ. max_norm_ratio > 1 (e.g. 10).
-  Aggregator(int64_t numel, double max_norm_ratio);
+  Aggregator(int64_t numel, AggregatorOptions options);
 
-  void begin_round();
+  // theta_norm: ‖θ_r‖ of the round's starting point; quorum: uploads that may reset the median
+  // reference (see above), normally the round's min_sites.
+  void begin_round(double theta_norm, int quorum);
   std::span<float> scratch() { return scratch_; }
-  // Validates scratch() and accumulates weight·scratch(). Returns the rejection reason, or
+  // Validates scratch() and aggregates it with `weight`. Returns the rejection reason, or
   // nullopt when accepted. `norm_out` (if given) receives the L2 norm (NaN if non-finite).
   std::optional<std::string> add_scratch(double weight, double* norm_out = nullptr);
   // Writes Δ̄ into mean. Returns false (mean untouched) when nothing was accepted.
@@ -42,16 +65,21 @@ class Aggregator {
   double total_weight() const { return total_weight_; }
   // Reference median used for the next check (0 when none).
   double reference_median() const;
-  // The previous round's accepted norms, for the coordinator checkpoint.
+  // The norms that form the reference of the next round, for the coordinator checkpoint.
   const std::vector<double>& previous_norms() const { return previous_norms_; }
   void set_previous_norms(std::vector<double> n) { previous_norms_ = std::move(n); }
+  const AggregatorOptions& options() const { return opt_; }
 
  private:
-  double max_norm_ratio_;
+  AggregatorOptions opt_;
   std::vector<float> scratch_;
-  std::vector<double> acc_;  // Σ w_k Δ_k, fp64 so the order of arrival hardly matters
-  std::vector<double> round_norms_;
+  std::vector<double> acc_;                 // mean: Σ w_k Δ_k in fp64 (arrival order hardly matters)
+  std::vector<std::vector<float>> kept_;    // robust modes: each accepted Δ_k
+  std::vector<double> round_norms_;         // accepted this round
+  std::vector<double> median_refused_norms_;  // refused by the median rule alone this round
   std::vector<double> previous_norms_;
+  double theta_norm_ = 0;
+  int quorum_ = 1;
   double total_weight_ = 0;
 };
 

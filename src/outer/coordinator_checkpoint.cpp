@@ -16,34 +16,48 @@ template <typename T>
 void put(std::string& out, const T& v) {
   out.append(reinterpret_cast<const char*>(&v), sizeof(T));
 }
-void put_floats(std::string& out, const std::vector<float>& v) {
-  out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
-}
 }  // namespace
 
 std::filesystem::path coordinator_checkpoint_path(const std::filesystem::path& run_dir) {
   return run_dir / "coordinator.ckpt";
 }
 
-void save_coordinator_checkpoint(const std::filesystem::path& path, const CoordinatorState& s) {
+void save_coordinator_checkpoint(const std::filesystem::path& path, const CoordinatorStateView& s) {
   LH_CHECK_EQ(s.theta_master.size(), s.theta_published.size());
   LH_CHECK(s.momentum.empty() || s.momentum.size() == s.theta_master.size());
   nlohmann::json meta = s.meta;
   meta["numel"] = s.theta_master.size();
   meta["has_momentum"] = !s.momentum.empty();
-  std::string js = meta.dump();
-  std::string out;
-  out.reserve(32 + js.size() + 3 * s.theta_master.size() * sizeof(float) + 8);
-  out.append(kMagic, 8);
-  put<uint32_t>(out, kCoordinatorCheckpointVersion);
-  put<uint32_t>(out, 0);
-  put<uint64_t>(out, js.size());
-  out += js;
-  put_floats(out, s.theta_master);
-  put_floats(out, s.theta_published);
-  put_floats(out, s.momentum);
-  put<uint64_t>(out, XXH64(out.data(), out.size(), 0));
-  write_file_atomic(path, std::string_view(out));
+  std::string head;
+  const std::string js = meta.dump();
+  head.append(kMagic, 8);
+  put<uint32_t>(head, kCoordinatorCheckpointVersion);
+  put<uint32_t>(head, 0);
+  put<uint64_t>(head, js.size());
+  head += js;
+  // Streamed: hash and write each part in turn (XXH64 of every preceding byte, as before).
+  XXH64_state_t* h = XXH64_createState();
+  XXH64_reset(h, 0);
+  AtomicFileWriter w(path);
+  auto part = [&](const void* p, std::size_t n) {
+    XXH64_update(h, p, n);
+    w.write(p, n);
+  };
+  try {
+    part(head.data(), head.size());
+    for (auto v : {s.theta_master, s.theta_published, s.momentum}) part(v.data(), v.size_bytes());
+  } catch (...) {
+    XXH64_freeState(h);
+    throw;
+  }
+  const uint64_t sum = XXH64_digest(h);
+  XXH64_freeState(h);
+  w.write(&sum, sizeof(sum));
+  w.commit();
+}
+
+void save_coordinator_checkpoint(const std::filesystem::path& path, const CoordinatorState& s) {
+  save_coordinator_checkpoint(path, CoordinatorStateView{s.meta, s.theta_master, s.theta_published, s.momentum});
 }
 
 std::optional<CoordinatorState> load_coordinator_checkpoint(const std::filesystem::path& path) {

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -32,7 +33,15 @@ struct CoordinatorState {
   std::vector<float> momentum;                     // empty before the first outer step
 };
 
+// What save_coordinator_checkpoint writes, as views of the caller's vectors: the file is
+// streamed from them (hashed as it goes), so saving costs no copy of θ.
+struct CoordinatorStateView {
+  nlohmann::json meta = nlohmann::json::object();
+  std::span<const float> theta_master, theta_published, momentum;  // momentum may be empty
+};
+
 std::filesystem::path coordinator_checkpoint_path(const std::filesystem::path& run_dir);
+void save_coordinator_checkpoint(const std::filesystem::path& path, const CoordinatorStateView& s);
 void save_coordinator_checkpoint(const std::filesystem::path& path, const CoordinatorState& s);
 // nullopt when the file does not exist; DataError naming the file when it is damaged.
 std::optional<CoordinatorState> load_coordinator_checkpoint(const std::filesystem::path& path);

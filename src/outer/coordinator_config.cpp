@@ -61,9 +61,22 @@ CoordinatorConfig read_coordinator_config(const std::filesystem::path& path,
   c.outer.kind = parse_outer_kind(r.get_enum("outer.optimizer", "nesterov", {"nesterov", "sgdm", "avg"}));
   c.outer.lr = r.get_positive("outer.lr", c.outer.lr, 10.0);
   c.outer.momentum = r.get_double("outer.momentum", c.outer.momentum, 0.0, 0.999);
-  c.max_norm_ratio = r.get_double("outer.max_norm_ratio", c.max_norm_ratio, 1.5, 1e9);
+  c.aggregation.kind = parse_aggregation(
+      r.get_enum("outer.aggregation", "mean", {"mean", "trimmed_mean", "median"}));
+  c.aggregation.trim = static_cast<int>(r.get_int("outer.trim", c.aggregation.trim, 0, 1000));
+  c.aggregation.max_norm_ratio =
+      r.get_double("outer.max_norm_ratio", c.aggregation.max_norm_ratio, 1.5, 1e9);
+  c.aggregation.max_update_ratio =
+      r.get_double("outer.max_update_ratio", c.aggregation.max_update_ratio, 1e-6, 1e9);
+  c.max_tokens_per_step =
+      r.get_int("coordinator.max_tokens_per_step", c.max_tokens_per_step, 1, int64_t{1} << 40);
+  c.full_theta_per_window =
+      r.get_int("coordinator.full_theta_per_window", c.full_theta_per_window, 1, 1000000);
+  c.full_theta_window_s = r.get_int("coordinator.full_theta_window_s", c.full_theta_window_s, 1, 86400);
   c.sync = read_sync_policy(r);
-  c.data = inner::read_data_config(r, c.model);
+  // Optional: the coordinator's own held-out set. Without it, sites evaluate θ on their own
+  // validation split and report it (the data never leaves the sites).
+  if (r.has("data.path")) c.data = inner::read_data_config(r, c.model);
   c.eval.every_rounds = r.get_int("eval.every_rounds", c.eval.every_rounds, 0, 1000000);
   c.eval.batches = r.get_int("eval.batches", c.eval.batches, 1, 100000);
   c.eval.batch_size = r.get_int("eval.batch_size", c.eval.batch_size, 1, 4096);

@@ -1,10 +1,10 @@
 // Everything `longhaul coordinator` reads from its TOML file (configs/coordinator.toml
 // documents every key with its default and unit):
 //   [coordinator] run_id, rounds, seed, bind, port, allowed_sites, start_sites, max_message_mb,
-//                 join_timeout_s
+//                 join_timeout_s, max_tokens_per_step, full_theta_per_window, full_theta_window_s
 //   [tls]         ca_cert, cert, key
 //   [model]       the GPT architecture every site builds (inner::read_model_config)
-//   [outer]       optimizer, lr, momentum, max_norm_ratio
+//   [outer]       optimizer, lr, momentum, aggregation, trim, max_norm_ratio, max_update_ratio
 //   [sync]        live-tunable: inner_steps, min_sites, round_deadline_s, *_encoding
 //   [data]        corpus for the held-out evaluation of θ (inner::read_data_config)
 //   [eval]        every_rounds, batches, batch_size
@@ -17,6 +17,7 @@
 
 #include "inner/corpus.h"
 #include "inner/gpt_config.h"
+#include "outer/aggregator.h"
 #include "outer/outer_optimizer.h"
 #include "outer/sync_policy.h"
 #include "transport/tls_context.h"
@@ -44,7 +45,10 @@ struct CoordinatorConfig {
   transport::TlsFiles tls;
   inner::GptConfig model;
   OuterOptimConfig outer;
-  double max_norm_ratio = 10;          // reject uploads with norm > ratio x round median
+  AggregatorOptions aggregation;       // [outer] aggregation, trim, max_norm_ratio, max_update_ratio
+  int64_t max_tokens_per_step = int64_t{1} << 22;  // cap on a site's declared batch x accum x block (tokens)
+  int64_t full_theta_per_window = 6;   // joins/resyncs (each sends a full θ) allowed per site per window
+  int64_t full_theta_window_s = 60;    // that window, seconds
   SyncPolicy sync;
   inner::CorpusSpec data;              // held-out evaluation data (validation split)
   EvalConfig eval;

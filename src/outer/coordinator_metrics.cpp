@@ -39,6 +39,11 @@ std::string render_prometheus(const CoordinatorMetrics& m) {
   head(o, "longhaul_bytes_sent_total", "Download payload bytes per site.", "counter");
   for (const auto& [id, s] : m.sites)
     o << "longhaul_bytes_sent_total{site=\"" << label_value(id) << "\"} " << s.bytes_sent << '\n';
+  head(o, "longhaul_protocol_errors_total", "Connections closed for a protocol violation, by site and reason.",
+       "counter");
+  for (const auto& e : m.protocol_errors)
+    o << "longhaul_protocol_errors_total{site=\"" << label_value(e.site) << "\",reason=\"" << label_value(e.reason)
+      << "\"} " << e.count << '\n';
   if (m.eval_loss) {
     head(o, "longhaul_eval_loss", "Held-out loss of θ (nats/token).", "gauge");
     o << "longhaul_eval_loss " << *m.eval_loss << '\n';

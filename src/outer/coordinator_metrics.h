@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace longhaul::outer {
 
@@ -20,6 +21,12 @@ struct CoordinatorMetrics {
   };
   std::map<std::string, PerSite> sites;  // by site id
   std::optional<double> eval_loss;       // held-out loss of θ, nats/token; absent before the first eval
+  struct ProtocolErrors {
+    std::string site;    // peer id (certificate CN)
+    std::string reason;  // short label: "upload.tokens", "before_hello", ...
+    int64_t count = 0;
+  };
+  std::vector<ProtocolErrors> protocol_errors;  // connections closed for protocol violations
 };
 
 // Renders every metric with its HELP and TYPE lines. Site ids are label values: backslash,

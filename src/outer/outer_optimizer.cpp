@@ -79,6 +79,14 @@ std::vector<float> OuterOptimizer::momentum_buffer() const {
   return std::vector<float>(p, p + buf.numel());
 }
 
+std::span<const float> OuterOptimizer::momentum_view() const {
+  auto* st = impl_->state();
+  if (st == nullptr || !st->momentum_buffer().defined()) return {};
+  const auto& buf = st->momentum_buffer();
+  LH_CHECK(buf.is_contiguous(), "momentum buffer is not contiguous");
+  return {buf.data_ptr<float>(), static_cast<size_t>(buf.numel())};
+}
+
 void OuterOptimizer::restore(std::span<const float> params, std::span<const float> momentum,
                              int64_t steps) {
   LH_CHECK_EQ(static_cast<int64_t>(params.size()), numel());

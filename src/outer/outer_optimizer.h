@@ -47,6 +47,8 @@ class OuterOptimizer {
 
   // Momentum buffer (empty before the first step or for avg). For checkpoints.
   std::vector<float> momentum_buffer() const;
+  // The same without a copy: valid until the next step/restore.
+  std::span<const float> momentum_view() const;
   // Restores θ, the momentum buffer (may be empty: no momentum yet) and the step count.
   void restore(std::span<const float> params, std::span<const float> momentum, int64_t steps);
 

@@ -24,7 +24,7 @@
 
 namespace longhaul::outer::protocol {
 
-inline constexpr int kVersion = 1;
+inline constexpr int kVersion = 2;  // 2: hello declares the site's training and data layout
 
 inline constexpr const char* kHello = "hello";
 inline constexpr const char* kWelcome = "welcome";
@@ -37,9 +37,15 @@ inline constexpr const char* kResync = "resync";
 inline constexpr const char* kRunComplete = "run_complete";  // every round done: sites exit 0
 
 // A peer sent a message that does not follow this protocol; what() names type and field.
+// label() is a short, bounded reason for metrics ("upload.tokens", "unknown_type", ...).
 class ProtocolError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit ProtocolError(const std::string& what, std::string label = "other")
+      : std::runtime_error(what), label_(std::move(label)) {}
+  const std::string& label() const { return label_; }
+
+ private:
+  std::string label_;
 };
 
 // h[key] as T, or ProtocolError "message 'type': field 'key' missing / not a ...".
@@ -51,8 +57,11 @@ T field(const nlohmann::json& h, const char* type, const char* key) {
   try {
     return it->get<T>();
   } catch (const nlohmann::json::exception&) {
+    std::string v = it->dump();
+    if (v.size() > 64) v = v.substr(0, 64) + "...";
     throw ProtocolError(std::string("message '") + type + "': field '" + key +
-                        "' has the wrong type: " + it->dump());
+                            "' has the wrong type: " + v,
+                        std::string(type) + "." + key);
   }
 }
 

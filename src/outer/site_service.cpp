@@ -16,6 +16,7 @@
 #include "inner/flat_params.h"
 #include "inner/trainer.h"
 #include "outer/param_hash.h"
+#include "outer/message_schema.h"
 #include "outer/protocol.h"
 #include "outer/site_follower.h"
 #include "transport/channel_client.h"
@@ -55,7 +56,7 @@ struct SiteService::Impl {
   std::vector<float> residual, residual_backup;  // error feedback e_k (and before the last upload)
   int64_t round = -1;                  // the round θ belongs to
   std::string run_id;
-  std::optional<Message> pending_upload;  // sent, not yet acked
+  std::optional<Message> pending_upload;  // sent; kept until its round's result or a rejection
   int64_t hash_mismatches = 0;
   uint64_t bytes_up = 0, bytes_down = 0;
   double last_train_loss = std::nan("");
@@ -65,6 +66,8 @@ struct SiteService::Impl {
   FollowerLink* followers = nullptr;   // rank 0 of a multi-process site: the other ranks
   json model_json;                     // the coordinator's model (sent to the followers)
   uint64_t last_trained_hash = 0;      // θ_local after the last round's inner steps
+  std::chrono::steady_clock::time_point upload_sent{};  // for the wait time reported next round
+  double last_wait_s = -1;             // upload sent -> next round_start, seconds (-1: unknown)
 
   void connect_and_join();
   void handle(const Message& m);
@@ -84,7 +87,28 @@ struct SiteService::Impl {
   }
   void save_state();
   uint64_t checkpoint_manifest_hash();
+  Message make_hello();
+  int64_t trainer_block_size() const { return model_json.value("block_size", int64_t{0}); }
 };
+
+Message SiteService::Impl::make_hello() {
+  // What the coordinator checks at join: identity, protocol, model, and the training and data
+  // layout that bound this site's upload weights (tokens per step) and must agree across sites.
+  const auto& t = cfg.train.train;
+  const auto& d = cfg.train.data;
+  return Message{protocol::kHello,
+                 {{"site", cfg.id},
+                  {"protocol", protocol::kVersion},
+                  {"manifest_hash", protocol::hex64(checkpoint_manifest_hash())},
+                  {"round", round},
+                  {"train",
+                   {{"batch_size", t.batch_size}, {"grad_accum", t.grad_accum}}},
+                  {"data",
+                   {{"num_shards", d.num_shards},
+                    {"shard_index", d.shard_index},
+                    {"val_fraction", d.val_fraction}}}},
+                 {}};
+}
 
 uint64_t SiteService::Impl::checkpoint_manifest_hash() {
   if (manifest_hash) return manifest_hash;
@@ -105,13 +129,7 @@ void SiteService::Impl::connect_and_join() {
       o.retry_deadline = o.connect_timeout;
       client = std::make_unique<transport::ChannelClient>(o);
       client->connect();
-      Message hello{protocol::kHello,
-                    {{"site", cfg.id},
-                     {"protocol", protocol::kVersion},
-                     {"manifest_hash", protocol::hex64(checkpoint_manifest_hash())},
-                     {"round", round}},
-                    {}};
-      client->send(std::move(hello));
+      client->send(make_hello());
       auto until = std::chrono::steady_clock::now() +
                    Ms(static_cast<int64_t>(cfg.connect_timeout_s * 1000));
       while (std::chrono::steady_clock::now() < until && !g_stop.load()) {
@@ -142,11 +160,13 @@ void SiteService::Impl::connect_and_join() {
 }
 
 void SiteService::Impl::on_welcome(const Message& m) {
-  const char* t = protocol::kWelcome;
-  run_id = protocol::field<std::string>(m.header, t, "run_id");
-  auto model = inner::GptConfig::from_json(protocol::field<json>(m.header, t, "model"));
-  uint64_t mh = protocol::parse_hex64(protocol::field<std::string>(m.header, t, "manifest_hash"), t,
-                                      "manifest_hash");
+  const protocol::Welcome w = protocol::parse_welcome(m.header);
+  if (!run_id.empty() && w.run_id != run_id && trainer)
+    throw UserError("coordinator now runs '" + protocol::printable(w.run_id) + "' but this site's state is for run '" +
+                    run_id + "': give the site a fresh run dir to join another run");
+  run_id = w.run_id;
+  auto model = inner::GptConfig::from_json(w.model);
+  const uint64_t mh = w.manifest_hash;
   if (!trainer) {
     inner::TrainConfig tc = cfg.train;
     tc.model = model;
@@ -154,15 +174,19 @@ void SiteService::Impl::on_welcome(const Message& m) {
     tc.data.vocab_size = model.vocab_size;
     corpus = std::make_shared<inner::Corpus>(inner::load_corpus(tc.data));
     trainer = std::make_unique<inner::Trainer>(tc, corpus, followers ? &followers->group() : nullptr);
-    model_json = protocol::field<json>(m.header, t, "model");
+    model_json = w.model;
     manifest = inner::param_manifest(*trainer->model());
     manifest_hash = manifest.hash();
     residual.assign(manifest.total_elements(), 0.f);
     if (auto p = inner::latest_checkpoint(run_dir)) {
+      const std::string ck_run = inner::read_checkpoint_meta(*p).extra.value("run_id", std::string());
+      if (!ck_run.empty() && ck_run != run_id)
+        throw UserError(p->string() + " is from run '" + ck_run + "' but the coordinator runs '" +
+                        protocol::printable(run_id) +
+                        "': this site's state belongs to another run; give it a fresh --run-dir");
       auto meta = trainer->load_checkpoint(*p);
-      std::string ck_run = meta.extra.value("run_id", std::string());
       fs::path rp = run_dir / "residual.bin";
-      if (ck_run == run_id && fs::exists(rp)) residual = load_floats(rp, residual.size());
+      if (fs::exists(rp)) residual = load_floats(rp, residual.size());
       LH_LOG(Info, "site") << cfg.id << ": resumed from " << p->string() << " (step " << meta.step
                            << ", last round " << meta.extra.value("round", int64_t{-1}) << ")";
     }
@@ -177,29 +201,39 @@ void SiteService::Impl::on_welcome(const Message& m) {
   theta.resize(manifest.total_elements());
   bytes_down += m.payload.size();
   transport::decode(m.payload, theta, manifest_hash);
-  uint64_t want = protocol::parse_hex64(protocol::field<std::string>(m.header, t, "param_hash"), t,
-                                        "param_hash");
-  if (param_hash(theta) != want) throw transport::ChannelError("welcome θ hash mismatch");
+  if (param_hash(theta) != w.param_hash) throw transport::ChannelError("welcome θ hash mismatch");
   inner::flat_to_params(*trainer->model(), theta);
-  round = protocol::field<int64_t>(m.header, t, "round");
+  round = w.round;
   LH_LOG(Info, "site") << cfg.id << ": joined run " << run_id << " at round " << round;
 }
 
 void SiteService::Impl::on_round_start(const Message& m) {
-  const char* t = protocol::kRoundStart;
-  int64_t r = protocol::field<int64_t>(m.header, t, "round");
+  const protocol::RoundStart rs = protocol::parse_round_start(m.header);
+  const int64_t r = rs.round;
+  if (upload_sent != std::chrono::steady_clock::time_point{})
+    last_wait_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - upload_sent).count();
   if (r != round) return resync("round_start for round " + std::to_string(r) + " but θ is at round " +
                                 std::to_string(round));
+  if (rs.have_upload) {  // reconnected after the coordinator took the upload: wait for the result
+    LH_LOG(Info, "site") << cfg.id << ": round " << r << " upload already held by the coordinator; waiting";
+    return;
+  }
+  // The upload of round r is kept until round r's result: a coordinator that restarted before
+  // the round closed lost it, and gets it again here (same idempotency key) — never retrained.
   if (pending_upload && pending_upload->header.value("round", int64_t{-1}) == r) {
     LH_LOG(Info, "site") << cfg.id << ": re-sending round " << r << " upload after reconnect";
     send(*pending_upload);
     return;
   }
-  int64_t H = protocol::field<int64_t>(m.header, t, "inner_steps");
+  const int64_t H = rs.inner_steps;
   transport::CodecOptions o;
-  o.encoding = transport::parse_encoding(protocol::field<std::string>(m.header, t, "upload_encoding"));
+  o.encoding = transport::parse_encoding(rs.upload_encoding);
+  const auto t_compute = std::chrono::steady_clock::now();
   LH_LOG(Info, "site") << cfg.id << ": round " << r << ": training " << H << " steps";
   inner::flat_to_params(*trainer->model(), theta);
+  // θ_r on this site's own held-out split (the coordinator combines the sites' losses).
+  const double eval_loss = trainer->evaluate();
+  const int64_t eval_tokens = cfg.train.train.eval_batches * cfg.train.train.batch_size * trainer_block_size();
   if (followers) followers->start_round(r, H, model_json, param_hash(theta), *trainer);
   auto keep_going = [&] { return followers ? followers->step_gate(!g_stop.load()) : !g_stop.load(); };
   int64_t tokens = 0, steps = 0;
@@ -220,7 +254,14 @@ void SiteService::Impl::on_round_start(const Message& m) {
   last_train_loss = loss_sum / std::max<int64_t>(1, steps);
   last_tokens = tokens;
   up.header = {{"round", r}, {"tokens", tokens}, {"steps", steps}, {"train_loss", last_train_loss},
+               {"compute_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t_compute).count()},
                {"idempotency_key", cfg.id + "/" + std::to_string(r)}};
+  if (last_wait_s >= 0) up.header["wait_s"] = last_wait_s;
+  if (std::isfinite(eval_loss)) {
+    up.header["eval_loss"] = eval_loss;
+    up.header["eval_tokens"] = eval_tokens;
+  }
+  upload_sent = std::chrono::steady_clock::now();
   up.header["run_id"] = run_id;
   up.header["site"] = cfg.id;
   up.header["fragment"] = 0;
@@ -232,9 +273,8 @@ void SiteService::Impl::on_round_start(const Message& m) {
 }
 
 void SiteService::Impl::on_round_result(const Message& m) {
-  const char* t = protocol::kRoundResult;
-  int64_t r = protocol::field<int64_t>(m.header, t, "round");
-  int64_t next = protocol::field<int64_t>(m.header, t, "next_round");
+  const protocol::RoundResult res = protocol::parse_round_result(m.header);
+  const int64_t r = res.round, next = res.next_round;
   if (r != round) return resync("round_result for round " + std::to_string(r) + " but θ is at round " +
                                 std::to_string(round));
   bytes_down += m.payload.size();
@@ -243,8 +283,7 @@ void SiteService::Impl::on_round_result(const Message& m) {
     transport::decode(m.payload, u, manifest_hash);
     for (size_t i = 0; i < theta.size(); ++i) theta[i] += u[i];
   }
-  uint64_t want = protocol::parse_hex64(protocol::field<std::string>(m.header, t, "param_hash"), t,
-                                        "param_hash");
+  const uint64_t want = res.param_hash;
   uint64_t got = param_hash(theta);
   if (got != want) {
     ++hash_mismatches;
@@ -261,7 +300,7 @@ void SiteService::Impl::on_round_result(const Message& m) {
                {"trained_hash", protocol::hex64(last_trained_hash)},
                {"bytes_up", bytes_up},      {"bytes_down", bytes_down},
                {"hash_mismatches", hash_mismatches}};
-  for (const auto& c : m.header.value("contributors", json::array()))
+  for (const auto& c : res.contributors)
     if (c == cfg.id) line["contributed"] = true;
   metrics << line.dump() << "\n";
   metrics.flush();
@@ -273,28 +312,33 @@ void SiteService::Impl::handle(const Message& m) {
   if (m.type == protocol::kRoundResult) return on_round_result(m);
   if (m.type == protocol::kWelcome) return on_welcome(m);
   if (m.type == protocol::kUploadAck) {
-    std::string st = m.header.value("status", std::string());
-    int64_t r = m.header.value("round", int64_t{-1});
-    if (st == protocol::kAccepted || st == protocol::kDuplicate) {
-      LH_LOG(Debug, "site") << cfg.id << ": round " << r << " upload " << st;
-    } else {
-      LH_LOG(Warn, "site") << cfg.id << ": round " << r << " upload " << st << ": "
-                           << m.header.value("reason", std::string());
-      if (!residual_backup.empty()) residual = residual_backup;  // nothing of it was applied
+    const protocol::UploadAck a = protocol::parse_upload_ack(m.header);
+    const int64_t r = a.round;
+    const bool ours = pending_upload && pending_upload->header.value("round", int64_t{-1}) == r;
+    if (!ours) {  // an ack applies only to the upload of the round it names
+      LH_LOG(Debug, "site") << cfg.id << ": ignoring an ack for round " << r << " (no upload pending for it)";
+      return;
     }
-    if (pending_upload && pending_upload->header.value("round", int64_t{-1}) == r) pending_upload.reset();
+    if (a.status == protocol::kAccepted || a.status == protocol::kDuplicate) {
+      LH_LOG(Debug, "site") << cfg.id << ": round " << r << " upload " << a.status;  // kept until the result
+    } else {
+      LH_LOG(Warn, "site") << cfg.id << ": round " << r << " upload " << a.status << ": "
+                           << protocol::printable(a.reason, 512);
+      if (!residual_backup.empty()) residual = residual_backup;  // nothing of it was applied
+      pending_upload.reset();
+    }
     return;
   }
   if (m.type == transport::kAckType) return;  // the channel's exactly-once ack of our upload
   if (m.type == protocol::kRunComplete) {
-    LH_LOG(Info, "site") << cfg.id << ": run complete after "
-                         << m.header.value("rounds", int64_t{0}) << " rounds";
+    LH_LOG(Info, "site") << cfg.id << ": run complete after " << protocol::parse_run_complete(m.header) << " rounds";
     done = true;
     return;
   }
   if (m.type == protocol::kRefuse)
-    throw UserError("coordinator refused site '" + cfg.id + "': " + m.header.value("reason", std::string()));
-  LH_LOG(Warn, "site") << cfg.id << ": ignoring unknown message '" << m.type << "'";
+    throw UserError("coordinator refused site '" + cfg.id + "': " +
+                    protocol::printable(protocol::parse_refuse_reason(m.header), 1024));
+  LH_LOG(Warn, "site") << cfg.id << ": ignoring unknown message '" << protocol::printable(m.type, 64) << "'";
 }
 
 void SiteService::Impl::save_state() {
@@ -347,6 +391,15 @@ int SiteService::run() {
     } catch (const transport::ChannelError& e) {
       LH_LOG(Warn, "site") << s.cfg.id << ": connection lost: " << e.what();
       s.client.reset();
+    } catch (const UserError&) {
+      throw;  // a refusal or a configuration mistake: exit with its message
+    } catch (const std::exception& e) {
+      // Anything else a hostile or broken coordinator reply can trigger: nothing of it was
+      // applied (checkpoints are written only after a successful round step), so drop the
+      // connection and rejoin (the welcome brings θ again).
+      LH_LOG(Error, "site") << s.cfg.id << ": cannot use the coordinator's '" << protocol::printable(m->type, 64)
+                            << "': " << e.what() << ": reconnecting";
+      s.client.reset();
     }
   }
   if (s.trainer) s.save_state();
@@ -356,6 +409,12 @@ int SiteService::run() {
                         param_hash(s.theta));
   }
   if (s.client) s.client->close();
+  if (!s.theta.empty()) {  // the θ this site ends with: scripts and tests compare it across replicas
+    s.metrics << json{{"event", "final"}, {"round", s.round}, {"done", s.done},
+                      {"param_hash", protocol::hex64(param_hash(s.theta))}}.dump()
+              << "\n";
+    s.metrics.flush();
+  }
   LH_LOG(Info, "site") << s.cfg.id << (s.done ? ": done" : ": stopped") << " at round " << s.round;
   return 0;
 }

@@ -29,7 +29,9 @@ bool ChannelServer::Impl::allowed(const std::string& peer_id) const {
 }
 
 ConnectionLimits ChannelServer::Impl::limits() const {
-  return connection_limits(options, options.handshake_timeout);
+  ConnectionLimits l = connection_limits(options, options.handshake_timeout);
+  l.max_unhandled_messages = options.max_unhandled_messages;
+  return l;
 }
 
 void ChannelServer::Impl::adopt(std::shared_ptr<Connection> c) {
@@ -68,16 +70,21 @@ void ChannelServer::Impl::deliver(std::shared_ptr<Connection> c, Message m) {
     return;
   }
   const std::string key = it->get<std::string>();
+  if (key.size() > kMaxIdempotencyKeyBytes) {  // remembered keys must stay small
+    c->message_handled();
+    c->close("refused message: idempotency_key over " + std::to_string(kMaxIdempotencyKeyBytes) + " bytes");
+    return;
+  }
   bool fresh = false;
   {
     std::lock_guard lock(mu);
-    const std::string k = c->peer_id() + "\n" + key;
-    fresh = keys.insert(k).second;
+    RememberedKeys& r = keys[c->peer_id()];
+    fresh = r.keys.insert(key).second;
     if (fresh) {
-      key_order.push_back(k);
-      if (key_order.size() > kRememberedKeys) {
-        keys.erase(key_order.front());
-        key_order.pop_front();
+      r.order.push_back(key);
+      if (r.order.size() > kRememberedKeys) {
+        r.keys.erase(r.order.front());
+        r.order.pop_front();
       }
     }
   }
@@ -86,6 +93,7 @@ void ChannelServer::Impl::deliver(std::shared_ptr<Connection> c, Message m) {
   } else {
     LH_LOG(Info, "channel") << "peer '" << c->peer_id() << "': duplicate message key '" << key
                             << "' acked without redelivery";
+    c->message_handled();  // never reaches the consumer
   }
   try {
     c->send(Message{kAckType, {{"idempotency_key", key}}, {}});

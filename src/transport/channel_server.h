@@ -5,7 +5,7 @@
 // peer and the reason, and reported to on_reject.
 //
 // Exactly-once: a message whose header has a string "idempotency_key" is delivered to
-// on_message at most once per (peer, key) among the last kRememberedKeys keys, and is always
+// on_message at most once per (peer, key) among that peer's last kRememberedKeys keys, and is always
 // answered with an ack (type "__ack") so the sender can stop retrying.
 #pragma once
 
@@ -28,7 +28,8 @@
 
 namespace longhaul::transport {
 
-inline constexpr std::size_t kRememberedKeys = 65536;  // idempotency keys remembered (FIFO)
+inline constexpr std::size_t kRememberedKeys = 4096;  // idempotency keys remembered per peer (FIFO)
+inline constexpr std::size_t kMaxIdempotencyKeyBytes = 256;
 inline constexpr const char* kAckType = "__ack";
 
 struct ServerOptions {
@@ -45,6 +46,10 @@ struct ServerOptions {
   uint64_t rate_limit_bytes_per_s = 0;             // WAN emulation per connection, 0 = off
   std::chrono::milliseconds added_latency{0};      // WAN emulation one-way latency per message
   int threads = 1;                                 // I/O threads
+  // Backpressure: a connection reads its next message only when fewer than this many of its
+  // messages are unhandled (the on_message consumer calls Connection::message_handled()).
+  // 0 = no backpressure (on_message consumes at once).
+  std::size_t max_unhandled_messages = 0;
 };
 
 class ChannelServer {

@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <map>
 
 #include "transport/channel_server.h"
 
@@ -28,8 +29,11 @@ struct ChannelServer::Impl : std::enable_shared_from_this<ChannelServer::Impl> {
 
   mutable std::mutex mu;                           // guards the members below
   std::set<std::shared_ptr<Connection>> conns;     // open WebSocket connections
-  std::unordered_set<std::string> keys;            // remembered "peer\nkey"
-  std::deque<std::string> key_order;               // FIFO for eviction
+  struct RememberedKeys {
+    std::unordered_set<std::string> keys;
+    std::deque<std::string> order;                 // FIFO for eviction
+  };
+  std::map<std::string, RememberedKeys> keys;      // by peer id: no peer can evict another's
 
   void reject(const std::string& peer, const std::string& reason);
   bool allowed(const std::string& peer_id) const;

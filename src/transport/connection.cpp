@@ -22,7 +22,8 @@ Connection::Connection(WsStream ws, std::string peer_id, std::string peer_addres
       peer_address_(std::move(peer_address)),
       limits_(limits),
       limiter_(limits.rate_limit_bytes_per_s),
-      wake_(ws_.get_executor()) {
+      wake_(ws_.get_executor()),
+      resume_(ws_.get_executor()) {
   ws_.read_message_max(limits_.max_message_bytes);
   ws_.auto_fragment(false);  // we frame ourselves: one frame per write_some of <= kWriteChunk
   ws_.write_buffer_bytes(64 * 1024);  // client side: masked copy per write (L2-sized; 256 KiB measured slower)
@@ -65,6 +66,13 @@ void Connection::send_shared(std::shared_ptr<const Message> m) {
   });
 }
 
+void Connection::message_handled() {
+  net::post(ws_.get_executor(), [self = shared_from_this()] {
+    if (self->unhandled_ > 0) --self->unhandled_;
+    self->resume_.cancel();
+  });
+}
+
 void Connection::close(std::string reason) {
   net::post(ws_.get_executor(), [self = shared_from_this(), reason = std::move(reason)] {
     if (self->closing_ || self->finished_) return;
@@ -87,6 +95,7 @@ void Connection::finish(const std::string& reason) {
   finished_ = true;
   open_ = false;
   wake_.cancel();
+  resume_.cancel();
   for (const auto& o : queue_) {
     queued_bytes_ -= o.wire_bytes;
     --queued_messages_;
@@ -106,6 +115,14 @@ net::awaitable<void> Connection::read_loop() {
   std::string reason;
   try {
     for (;;) {
+      // Backpressure: the peer's next message stays in the socket (TCP flow control pushes back
+      // on it) until the receiver handled enough of the previous ones.
+      while (limits_.max_unhandled_messages > 0 && unhandled_ >= limits_.max_unhandled_messages && !finished_) {
+        resume_.expires_at(std::chrono::steady_clock::time_point::max());
+        boost::system::error_code ec;
+        co_await resume_.async_wait(net::redirect_error(use_awaitable, ec));
+      }
+      if (finished_) break;
       FrameReader reader(limits_.max_message_bytes);
       while (!reader.done()) {
         auto buf = reader.next_buffer(kReadChunk);
@@ -116,6 +133,7 @@ net::awaitable<void> Connection::read_loop() {
       if (!ws_.is_message_done()) throw WireError("bytes after the end of a message");
       if (!ws_.got_binary()) throw WireError("text WebSocket message (expected binary)");
       Message m = reader.take();
+      ++unhandled_;
       if (on_message_) on_message_(shared_from_this(), std::move(m));
     }
   } catch (const WireError& e) {

@@ -44,6 +44,9 @@ struct ConnectionLimits {
   std::chrono::seconds idle_timeout{60};         // no bytes received this long => drop; ping at half
   uint64_t rate_limit_bytes_per_s = 0;           // WAN emulation: send pacing, 0 = unlimited
   std::chrono::milliseconds added_latency{0};    // WAN emulation: each message leaves this much later
+  // Backpressure: messages delivered but not yet marked handled (message_handled()) before the
+  // read loop stops reading; 0 = no limit (the receiver consumes at once).
+  std::size_t max_unhandled_messages = 0;
 };
 
 // The limits for a connection made under `o` (ServerOptions or ClientOptions: both carry these
@@ -83,6 +86,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Abortive close (socket closed now), for shutdown and fault injection.
   void abort(std::string reason);
   bool is_open() const { return open_.load(); }
+  // The receiver finished with one delivered message (thread-safe). With
+  // max_unhandled_messages > 0 the read loop waits for this before reading on.
+  void message_handled();
   uint64_t queued_bytes() const { return queued_bytes_.load(); }
 
  private:
@@ -101,6 +107,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ConnectionLimits limits_;
   RateLimiter limiter_;
   boost::asio::steady_timer wake_;  // write loop waits on it for work
+  boost::asio::steady_timer resume_;  // read loop waits on it while too many messages are unhandled
+  std::size_t unhandled_ = 0;         // strand only
   std::deque<Outgoing> queue_;      // strand only
   std::atomic<uint64_t> queued_bytes_{0};
   std::atomic<std::size_t> queued_messages_{0};

@@ -20,6 +20,27 @@ T get_le(const std::byte* p) {
 
 }  // namespace
 
+nlohmann::json parse_bounded_json(std::string_view text, const JsonLimits& limits) {
+  // The callback sees every value as it is parsed, so the limits hold before a deep or wide
+  // document exists in memory (nlohmann's parser is iterative; dump() and the destructor of a
+  // deep value would recurse, so a deep value must never be built).
+  std::size_t values = 0;
+  auto check = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+    if (depth > limits.max_depth)
+      throw WireError("JSON nested deeper than " + std::to_string(limits.max_depth) + " levels");
+    if ((event == nlohmann::json::parse_event_t::value || event == nlohmann::json::parse_event_t::key) &&
+        ++values > limits.max_values)
+      throw WireError("JSON has more than " + std::to_string(limits.max_values) + " values");
+    return true;
+  };
+  if (text.size() > limits.max_bytes)
+    throw WireError("JSON is " + std::to_string(text.size()) + " bytes, over the cap of " +
+                    std::to_string(limits.max_bytes));
+  nlohmann::json j = nlohmann::json::parse(text.begin(), text.end(), check, /*allow_exceptions=*/false);
+  if (j.is_discarded()) throw WireError("not valid JSON");
+  return j;
+}
+
 FrameWriter::FrameWriter(const Message& m) {
   nlohmann::json h = {{"type", m.type}, {"payload_bytes", m.payload.size()}, {"header", m.header.is_null() ? nlohmann::json::object() : m.header}};
   if (!h["header"].is_object()) throw WireError("message '" + m.type + "': header must be a JSON object");
@@ -129,8 +150,8 @@ void FrameReader::parse_prefix() {
 
 void FrameReader::parse_header() {
   XXH3_64bits_update(hash_, header_json_.data(), header_json_.size());
-  nlohmann::json h = nlohmann::json::parse(header_json_, nullptr, /*allow_exceptions=*/false);
-  if (h.is_discarded() || !h.is_object()) throw WireError("message header is not a JSON object");
+  nlohmann::json h = parse_bounded_json(header_json_);
+  if (!h.is_object()) throw WireError("message header is not a JSON object");
   const auto type = h.find("type");
   const auto pb = h.find("payload_bytes");
   const auto hdr = h.find("header");

@@ -20,6 +20,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <xxhash.h>
@@ -44,7 +45,7 @@ inline constexpr uint32_t kWireMagic = 0x314D484C;  // "LHM1"
 inline constexpr uint16_t kWireVersion = 2;  // 2: XXH3-64 trailer (1 had XXH64)
 inline constexpr std::size_t kPrefixBytes = 10;     // magic + version + header_len
 inline constexpr std::size_t kChecksumBytes = 8;
-inline constexpr std::size_t kMaxHeaderBytes = 1 << 20;  // 1 MiB of JSON metadata at most
+inline constexpr std::size_t kMaxHeaderBytes = 64 << 10;  // 64 KiB of JSON metadata at most (headers are small)
 
 // Sender side: the bytes before the payload (prefix + header JSON) and, after the payload was
 // fed through update() in order (in any split), the 8 checksum bytes. Holds no copy of the
@@ -105,6 +106,16 @@ class FrameReader {
   FrameReader(const FrameReader&) = delete;
   FrameReader& operator=(const FrameReader&) = delete;
 };
+
+// Bounds on a JSON document from a peer, enforced WHILE parsing (a deep document is refused
+// before it is built: nlohmann's dump() and destructor recurse).
+struct JsonLimits {
+  int max_depth = 16;                  // nesting levels of objects/arrays
+  std::size_t max_values = 4096;       // keys + values in the whole document
+  std::size_t max_bytes = kMaxHeaderBytes;
+};
+// Parses `text` under `limits`; WireError naming the violated limit or "not valid JSON".
+nlohmann::json parse_bounded_json(std::string_view text, const JsonLimits& limits = {});
 
 // Whole-message helpers (small messages, tests, fuzzing): encode to one buffer / decode one.
 Bytes encode_message(const Message& m);

@@ -1,6 +1,15 @@
+// The aggregation of pseudo-gradients: the three modes against a NumPy golden computation
+// (tests/python/gen_aggregation_golden.py, run at test time), the rejection rules, and the norm
+// reference in both directions (an absolute reference from the first upload on; a reference
+// that follows honest norms when they grow).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <vector>
 
@@ -9,13 +18,20 @@
 namespace longhaul::outer {
 namespace {
 
-void put(Aggregator& a, const std::vector<float>& v) {
-  std::copy(v.begin(), v.end(), a.scratch().begin());
+namespace fs = std::filesystem;
+
+void put(Aggregator& a, const std::vector<float>& v) { std::copy(v.begin(), v.end(), a.scratch().begin()); }
+
+AggregatorOptions opts(double max_norm_ratio, double max_update_ratio = 1e9) {
+  AggregatorOptions o;
+  o.max_norm_ratio = max_norm_ratio;
+  o.max_update_ratio = max_update_ratio;
+  return o;
 }
 
 TEST(Aggregator, TokenWeightedMean) {
-  Aggregator a(3, 10.0);
-  a.begin_round();
+  Aggregator a(3, opts(10.0));
+  a.begin_round(0, 1);
   put(a, {1, 2, 3});
   EXPECT_FALSE(a.add_scratch(100));
   put(a, {3, 2, 1});
@@ -28,8 +44,8 @@ TEST(Aggregator, TokenWeightedMean) {
 }
 
 TEST(Aggregator, RejectsNonFiniteAndHugeNormWithoutTouchingTheSum) {
-  Aggregator a(4, 10.0);
-  a.begin_round();
+  Aggregator a(4, opts(10.0));
+  a.begin_round(0, 1);
   put(a, {1, 1, 1, 1});
   ASSERT_FALSE(a.add_scratch(1));
   put(a, {1, std::numeric_limits<float>::quiet_NaN(), 1, 1});
@@ -51,17 +67,105 @@ TEST(Aggregator, RejectsNonFiniteAndHugeNormWithoutTouchingTheSum) {
 }
 
 TEST(Aggregator, PreviousRoundNormsAreTheReferenceForTheFirstUpload) {
-  Aggregator a(2, 5.0);
-  a.begin_round();
+  Aggregator a(2, opts(5.0));
+  a.begin_round(0, 1);
   put(a, {3, 4});  // norm 5
   ASSERT_FALSE(a.add_scratch(1));
-  a.begin_round();
+  a.begin_round(0, 1);
   EXPECT_DOUBLE_EQ(a.reference_median(), 5.0);
   put(a, {30, 40});  // norm 50 > 5 x 5
   EXPECT_TRUE(a.add_scratch(1));
   std::vector<float> mean(2, -1);
   EXPECT_FALSE(a.finish(mean));  // nothing accepted: θ must stay
   EXPECT_EQ(mean[0], -1);
+}
+
+TEST(Aggregator, TheNormOfThetaIsAReferenceFromTheFirstUploadOn) {
+  Aggregator a(2, opts(10.0, 2.0));
+  a.begin_round(/*theta_norm=*/5.0, 1);  // no accepted norm yet: only ‖θ‖ bounds the first upload
+  put(a, {3e20f, 4e20f});  // huge but finite
+  auto r = a.add_scratch(1);
+  ASSERT_TRUE(r);
+  EXPECT_NE(r->find("norm of θ"), std::string::npos) << *r;
+  put(a, {6, 8});  // norm 10 = 2 x ‖θ‖: allowed
+  EXPECT_FALSE(a.add_scratch(1));
+}
+
+TEST(Aggregator, TheReferenceFollowsHonestNormsThatGrow) {
+  // Round 0: norms ~1. Round 1: every site's norm is ~50 (H raised 50x): all refused by the
+  // median rule, nothing applied. Round 2: their norms are the reference, so they pass.
+  Aggregator a(2, opts(10.0));
+  a.begin_round(0, 2);
+  for (int i = 0; i < 3; ++i) {
+    put(a, {0.6f, 0.8f});
+    ASSERT_FALSE(a.add_scratch(1));
+  }
+  a.begin_round(0, 2);
+  for (int i = 0; i < 3; ++i) {
+    put(a, {30, 40});
+    ASSERT_TRUE(a.add_scratch(1));
+  }
+  std::vector<float> mean(2);
+  EXPECT_FALSE(a.finish(mean));
+  a.begin_round(0, 2);
+  EXPECT_DOUBLE_EQ(a.reference_median(), 50.0);
+  put(a, {30, 40});
+  EXPECT_FALSE(a.add_scratch(1));
+}
+
+TEST(Aggregator, OneRefusedOutlierBelowQuorumDoesNotMoveTheReference) {
+  Aggregator a(2, opts(10.0));
+  a.begin_round(0, 2);
+  put(a, {0.6f, 0.8f});
+  ASSERT_FALSE(a.add_scratch(1));
+  a.begin_round(0, 2);
+  put(a, {300, 400});  // a lone attacker, alone in its round
+  ASSERT_TRUE(a.add_scratch(1));
+  a.begin_round(0, 2);
+  EXPECT_DOUBLE_EQ(a.reference_median(), 1.0);
+}
+
+TEST(Aggregator, ModesMatchNumPy) {
+  fs::path dir = fs::temp_directory_path() / ("lh_agg_golden_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  fs::path out = dir / "golden.bin";
+  std::string cmd = std::string(LONGHAUL_PYTHON) + " " + LONGHAUL_SOURCE_DIR +
+                    "/tests/python/gen_aggregation_golden.py " + out.string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::ifstream f(out, std::ios::binary);
+  int32_t hdr[2];
+  f.read(reinterpret_cast<char*>(hdr), sizeof(hdr));
+  const int numel = hdr[0], cases = hdr[1];
+  ASSERT_GE(cases, 5);
+  for (int c = 0; c < cases; ++c) {
+    int32_t kmt[3];
+    f.read(reinterpret_cast<char*>(kmt), sizeof(kmt));
+    const int k = kmt[0];
+    AggregatorOptions o = opts(1e9);
+    o.kind = kmt[1] == 0 ? AggregationKind::kMean : kmt[1] == 1 ? AggregationKind::kTrimmedMean : AggregationKind::kMedian;
+    o.trim = kmt[2];
+    std::vector<double> w(k);
+    f.read(reinterpret_cast<char*>(w.data()), k * sizeof(double));
+    Aggregator a(numel, o);
+    a.begin_round(0, 1);
+    for (int j = 0; j < k; ++j) {
+      f.read(reinterpret_cast<char*>(a.scratch().data()), numel * sizeof(float));
+      ASSERT_FALSE(a.add_scratch(w[j])) << "case " << c;
+    }
+    std::vector<float> expect(numel), got(numel);
+    f.read(reinterpret_cast<char*>(expect.data()), numel * sizeof(float));
+    ASSERT_TRUE(f.good());
+    ASSERT_TRUE(a.finish(got));
+    for (int i = 0; i < numel; ++i)
+      ASSERT_EQ(got[i], expect[i]) << "case " << c << " (" << to_string(o.kind) << ", k " << k << ", trim "
+                                   << o.trim << ") element " << i;
+  }
+  fs::remove_all(dir);
+}
+
+TEST(Aggregator, ParseAggregation) {
+  EXPECT_EQ(parse_aggregation("median"), AggregationKind::kMedian);
+  EXPECT_THROW(parse_aggregation("avg"), std::exception);
 }
 
 }  // namespace

@@ -146,9 +146,13 @@ Cluster::~Cluster() {
 
 Process Cluster::start_coordinator(int port, const std::string& log_suffix) {
   ::unlink((coordinator_dir() / "port").c_str());
-  Process p({"coordinator", "--config", coordinator_config().string(), "--run-dir",
-             coordinator_dir().string(), "--set", "coordinator.port=" + std::to_string(port)},
-            root_ / ("coordinator" + log_suffix + ".log"));
+  std::vector<std::string> args = {"coordinator", "--config", coordinator_config().string(), "--run-dir",
+                                   coordinator_dir().string(), "--set", "coordinator.port=" + std::to_string(port)};
+  for (const auto& kv : opts_.coordinator_overrides) {
+    args.push_back("--set");
+    args.push_back(kv);
+  }
+  Process p(args, root_ / ("coordinator" + log_suffix + ".log"));
   auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (std::chrono::steady_clock::now() < until && p.running()) {
     std::ifstream f(coordinator_dir() / "port");

@@ -48,6 +48,7 @@ struct ClusterOptions {
   std::string download_encoding = "fp32";
   int start_sites = 3;
   std::vector<std::string> sites = {"site-a", "site-b", "site-c"};
+  std::vector<std::string> coordinator_overrides;  // extra --set key=value for the coordinator
 };
 
 // A run tree under a fresh temp directory: certs/, corpus/, configs, run dirs.

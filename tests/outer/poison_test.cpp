@@ -14,6 +14,7 @@
 #include "inner/flat_params.h"
 #include "inner/gpt.h"
 #include "outer/cluster_util.h"
+#include "outer/evil_site_util.h"
 #include "outer/param_hash.h"
 #include "outer/protocol.h"
 #include "transport/channel_client.h"
@@ -45,76 +46,6 @@ transport::Bytes craft_fp32(std::vector<float> x, float bad, const transport::Ma
   std::memcpy(p.data() + table_end, &hs, 8);
   return p;
 }
-
-struct Evil {
-  transport::ChannelClient client;
-  std::string run_id;
-  explicit Evil(transport::ClientOptions o) : client(std::move(o)) {}
-
-  Message expect(const std::string& type, std::chrono::seconds timeout = 60s) {
-    auto until = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < until) {
-      auto m = client.receive(200ms);
-      if (m && m->type == type) return *m;
-      if (m && m->type != transport::kAckType)
-        ADD_FAILURE() << "unexpected '" << m->type << "' while waiting for '" << type << "'";
-    }
-    ADD_FAILURE() << "no '" << type << "' within timeout";
-    return {};
-  }
-  void upload(int64_t round, transport::Bytes payload, double tokens = 128) {
-    Message m{proto::kUpload,
-              {{"run_id", run_id}, {"round", round}, {"site", "evil"}, {"fragment", 0},
-               {"tokens", tokens}, {"steps", 1}},
-              std::move(payload)};
-    client.send(std::move(m));
-  }
-};
-
-// A running coordinator whose only site is the hostile in-process "evil" (fp32 uploads,
-// min_sites 1), already joined: `theta` holds the θ of its welcome.
-struct EvilRun {
-  Cluster c;
-  Process coord;
-  transport::Manifest m;
-  size_t n = 0;
-  std::unique_ptr<Evil> evil;
-  Message welcome;
-  std::vector<float> theta;
-
-  static ClusterOptions options(int rounds) {
-    ClusterOptions o;
-    o.rounds = rounds;
-    o.min_sites = 1;
-    o.start_sites = 1;
-    o.sites = {"evil"};
-    o.upload_encoding = "fp32";
-    return o;
-  }
-  EvilRun(const std::string& name, int rounds) : c(name, options(rounds)) {
-    coord = c.start_coordinator();
-    if (c.port() <= 0) throw std::runtime_error("coordinator did not start: " + Cluster::tail(coord.log()));
-    torch::manual_seed(0);
-    inner::GptConfig g;  // the cluster's model config (cluster_util.cpp)
-    g.n_layer = 1, g.n_head = 2, g.n_embd = 32, g.block_size = 32, g.vocab_size = 256;
-    inner::Gpt model(g);
-    m = inner::param_manifest(*model);
-    n = m.total_elements();
-    transport::ClientOptions co;
-    co.url = "wss://127.0.0.1:" + std::to_string(c.port()) + "/v1/ws";
-    co.tls = {c.root() / "certs/ca.crt", c.root() / "certs/evil.crt", c.root() / "certs/evil.key"};
-    evil = std::make_unique<Evil>(co);
-    evil->client.connect();
-    evil->client.send(Message{proto::kHello,
-                              {{"site", "evil"}, {"protocol", proto::kVersion},
-                               {"manifest_hash", proto::hex64(m.hash())}, {"round", -1}},
-                              {}});
-    welcome = evil->expect(proto::kWelcome);
-    evil->run_id = welcome.header["run_id"];
-    theta.resize(n);
-    transport::decode(welcome.payload, theta, m.hash());
-  }
-};
 
 TEST(Poison, NanInfWrongManifestAndHugeNormAreRefusedAndThetaUnchanged) {
   EvilRun run("poison", 5);

@@ -1,0 +1,111 @@
+// The coordinator's state and the split of its work into concepts, one file each:
+//   coordinator.cpp           the event loop: setup, pump, round driving, linger, shutdown
+//   coordinator_handlers.cpp  the protocol handlers: hello, upload, resync; protocol errors
+//   round_lifecycle.cpp       opening and closing rounds: aggregation tail, outer step, publish
+//   coordinator_resume.cpp    checkpoint metadata: fresh start, resume, save
+//   status_snapshot.cpp       the HTTP snapshot (/v1/status, /metrics), built off the hot path
+// with the pieces they use in their own files: site_registry, event_queue, message_schema,
+// aggregator, round_state, evaluator, outer_optimizer, coordinator_checkpoint.
+//
+// Threading: the channel's I/O threads only push ChannelEvents; one thread (run()) owns every
+// member below except the snapshot (guarded by snap_mu) and the event queue (its own lock).
+#pragma once
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "outer/aggregator.h"
+#include "outer/config_watcher.h"
+#include "outer/coordinator.h"
+#include "outer/coordinator_config.h"
+#include "outer/evaluator.h"
+#include "outer/event_queue.h"
+#include "outer/message_schema.h"
+#include "outer/outer_optimizer.h"
+#include "outer/round_state.h"
+#include "outer/site_registry.h"
+#include "transport/channel_server.h"
+#include "transport/manifest.h"
+
+namespace longhaul::outer {
+
+struct Coordinator::Impl {
+  Impl(CoordinatorConfig c, std::filesystem::path config, std::vector<std::string> ovr,
+       std::filesystem::path dir);
+
+  CoordinatorConfig cfg;
+  std::filesystem::path config_path, run_dir;
+  std::vector<std::string> overrides;
+
+  // Model, θ and the outer step.
+  transport::Manifest manifest;
+  uint64_t manifest_hash = 0;
+  std::unique_ptr<OuterOptimizer> outer;
+  std::vector<float> theta_pub;    // published θ: bitwise what every site holds
+  uint64_t theta_pub_hash = 0;     // param_hash(theta_pub), updated whenever theta_pub changes
+  double theta_pub_norm = 0;       // ‖theta_pub‖ (the norm filter's absolute reference)
+  std::unique_ptr<Aggregator> agg;
+  std::unique_ptr<Evaluator> evaluator;
+
+  // Rounds.
+  std::string run_id;
+  int64_t next_round = 0;
+  RoundState round;
+  SyncPolicy policy;  // in force for the open round
+  std::unique_ptr<ConfigWatcher> watcher;
+  Clock::time_point round_started{}, started = Clock::now();
+  uint64_t round_bytes_up = 0;
+  SiteRegistry sites;
+  int64_t rejected_total = 0, hash_resyncs = 0, protocol_errors_total = 0, internal_errors = 0;
+  std::map<std::string, int64_t> protocol_errors_by;  // "site\tlabel" -> count, for /metrics
+  double last_eval = std::nan("");       // coordinator-side held-out loss (optional [data])
+  double last_site_eval = std::nan("");  // token-weighted mean of the sites' held-out losses
+  nlohmann::json last_round = nlohmann::json::object();
+  bool snapshot_dirty = true;
+
+  EventQueue events;
+  std::unique_ptr<transport::ChannelServer> server;
+  std::unique_ptr<std::ofstream> metrics_file;
+
+  // HTTP snapshot.
+  std::mutex snap_mu;
+  nlohmann::json status = nlohmann::json::object();
+  std::string metrics_text;
+
+  // ---- coordinator.cpp
+  void start_server();
+  void pump(std::chrono::milliseconds wait);
+  void finish_run();
+  // ---- coordinator_resume.cpp
+  void init_state();
+  void save_checkpoint();
+  void recover_metrics_line();
+  void set_published(std::vector<float> theta);  // also refreshes hash and norm
+  // ---- coordinator_handlers.cpp
+  void handle(ChannelEvent& e);
+  void on_hello(const std::shared_ptr<transport::Connection>& c, const transport::Message& m);
+  void on_upload(const std::string& site, const transport::Message& m);
+  void on_resync(const std::string& site, const transport::Message& m);
+  void protocol_error(const std::shared_ptr<transport::Connection>& c, const std::string& site,
+                      const std::string& what, const std::string& label);
+  void send(const std::string& site, transport::Message m);
+  // The same message to every welcomed site; returns the payload bytes sent in all.
+  uint64_t broadcast(std::shared_ptr<const transport::Message> m);
+  bool send_welcome(const std::string& site);
+  void send_round_start(const std::string& site);
+  // ---- round_lifecycle.cpp
+  bool ready_to_open();
+  void open_round();
+  void close_round();
+  // ---- status_snapshot.cpp
+  void publish_snapshot();
+};
+
+}  // namespace longhaul::outer

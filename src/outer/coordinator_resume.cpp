@@ -1,0 +1,142 @@
+// Checkpoint metadata of the coordinator: a fresh start (θ0 from the seeded model), a resume
+// from <run_dir>/coordinator.ckpt, and the save after every round (coordinator_checkpoint.h has
+// the file format and the atomic write).
+#include <random>
+#include <sstream>
+
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "inner/flat_params.h"
+#include "inner/gpt.h"
+#include "outer/coordinator_checkpoint.h"
+#include "outer/coordinator_impl.h"
+#include "outer/param_hash.h"
+#include "outer/parallel_for.h"
+
+namespace longhaul::outer {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+std::string new_run_id() {
+  std::random_device rd;
+  std::ostringstream os;
+  os << "run-" << std::hex << rd() << rd();
+  return os.str();
+}
+}  // namespace
+
+void Coordinator::Impl::set_published(std::vector<float> theta) {
+  theta_pub = std::move(theta);
+  theta_pub_hash = param_hash(theta_pub);
+  theta_pub_norm = parallel_norm(theta_pub).norm;
+  snapshot_dirty = true;
+}
+
+void Coordinator::Impl::init_state() {
+  std::vector<float> theta0;
+  {
+    torch::manual_seed(cfg.seed);
+    inner::Gpt model(cfg.model);
+    manifest = inner::param_manifest(*model);
+    theta0 = inner::params_to_flat(*model);
+  }  // the model is only needed for θ0 and the manifest
+  manifest_hash = manifest.hash();
+  outer = std::make_unique<OuterOptimizer>(cfg.outer, theta0);
+  agg = std::make_unique<Aggregator>(static_cast<int64_t>(theta0.size()), cfg.aggregation);
+  evaluator = std::make_unique<Evaluator>(cfg.model, cfg.data, cfg.eval.batches, cfg.eval.batch_size);
+  run_id = cfg.run_id.empty() ? new_run_id() : cfg.run_id;
+
+  fs::path ck = coordinator_checkpoint_path(run_dir);
+  bool fresh = false;
+  if (auto st = load_coordinator_checkpoint(ck)) {
+    const json& m = st->meta;
+    if (m.value("manifest_hash", std::string()) != protocol::hex64(manifest_hash))
+      throw UserError(ck.string() + ": checkpoint was written for another model (manifest " +
+                      m.value("manifest_hash", std::string("?")) + ", config gives " +
+                      protocol::hex64(manifest_hash) + "): use a fresh --run-dir");
+    if (st->theta_master.size() != theta0.size()) throw UserError(ck.string() + ": size mismatch");
+    run_id = m.at("run_id").get<std::string>();
+    if (!cfg.run_id.empty() && cfg.run_id != run_id)
+      throw UserError(ck.string() + ": run id '" + run_id + "' differs from coordinator.run_id '" +
+                      cfg.run_id + "'");
+    next_round = m.at("next_round").get<int64_t>();
+    outer->restore(st->theta_master, st->momentum, m.value("outer_steps", int64_t{0}));
+    set_published(std::move(st->theta_published));
+    agg->set_previous_norms(m.value("norms", std::vector<double>{}));
+    rejected_total = m.value("rejected_total", int64_t{0});
+    hash_resyncs = m.value("hash_resyncs", int64_t{0});
+    sites.restore(m.value("sites", json::object()));
+    LH_LOG(Info, "coordinator") << "resumed run " << run_id << " from " << ck.string()
+                                << " at round " << next_round << " (θ hash "
+                                << protocol::hex64(theta_pub_hash) << ")";
+  } else {
+    LH_LOG(Info, "coordinator") << "new run " << run_id << ": " << theta0.size()
+                                << " parameters, manifest " << protocol::hex64(manifest_hash);
+    set_published(std::move(theta0));
+    save_checkpoint();
+    fresh = true;
+  }
+  if (!fresh) recover_metrics_line();
+  metrics_file = std::make_unique<std::ofstream>(run_dir / "metrics.jsonl", std::ios::app);
+  if (fresh) {
+    json init = {{"event", "init"},
+                 {"run_id", run_id},
+                 {"param_hash", protocol::hex64(theta_pub_hash)},
+                 {"parameters", theta_pub.size()}};
+    if (evaluator->enabled()) init["eval_loss"] = last_eval = evaluator->loss(theta_pub);
+    *metrics_file << init.dump() << "\n";
+    metrics_file->flush();
+  }
+  policy = cfg.sync;
+  watcher = std::make_unique<ConfigWatcher>(config_path, overrides, cfg.effective_toml, cfg.sync);
+}
+
+void Coordinator::Impl::recover_metrics_line() {
+  // The checkpoint is written before the round's metrics line: a crash between the two leaves
+  // round next_round−1 applied but unlisted. List it (from the checkpoint) so that every round
+  // appears exactly once, with its θ hash.
+  const fs::path path = run_dir / "metrics.jsonl";
+  int64_t last = -1;
+  {
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) {
+      json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_object() && j.value("event", "") == "round" && j.contains("round") && j["round"].is_number_integer())
+        last = std::max(last, j["round"].get<int64_t>());
+    }
+  }
+  if (last >= next_round - 1 || next_round == 0) return;
+  json line = {{"event", "round"},
+               {"round", next_round - 1},
+               {"recovered", true},
+               {"param_hash", protocol::hex64(theta_pub_hash)}};
+  std::ofstream out(path, std::ios::app);
+  out << line.dump() << "\n";
+  LH_LOG(Warn, "coordinator") << "round " << next_round - 1
+                              << " was applied before the last stop but not listed in metrics.jsonl: listed now";
+}
+
+void Coordinator::Impl::save_checkpoint() {
+  CoordinatorStateView st;
+  st.meta = {{"run_id", run_id},
+             {"next_round", next_round},
+             {"outer_steps", outer->steps_taken()},
+             {"outer_optimizer", to_string(cfg.outer.kind)},
+             {"manifest_hash", protocol::hex64(manifest_hash)},
+             {"param_hash", protocol::hex64(theta_pub_hash)},
+             {"model", cfg.model.to_json()},
+             {"norms", agg->previous_norms()},
+             {"rejected_total", rejected_total},
+             {"hash_resyncs", hash_resyncs},
+             {"sites", sites.counters_json()}};
+  st.theta_master = outer->params();
+  st.theta_published = theta_pub;
+  st.momentum = outer->momentum_view();
+  save_coordinator_checkpoint(coordinator_checkpoint_path(run_dir), st);
+}
+
+}  // namespace longhaul::outer

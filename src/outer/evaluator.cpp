@@ -1,0 +1,48 @@
+#include "outer/evaluator.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "inner/batch_sampler.h"
+#include "inner/flat_params.h"
+#include "inner/gpt.h"
+
+namespace longhaul::outer {
+
+struct Evaluator::Model {
+  inner::Gpt gpt{nullptr};
+};
+
+Evaluator::Evaluator(const inner::GptConfig& model, const inner::CorpusSpec& data, int64_t batches,
+                     int64_t batch_size)
+    : model_(std::make_unique<Model>()), cfg_(model), batches_(batches), batch_size_(batch_size) {
+  if (batches <= 0 || data.path.empty()) return;
+  inner::CorpusSpec spec = data;
+  spec.need_val = true;
+  val_tokens_ = inner::load_corpus(spec).val;
+}
+
+Evaluator::~Evaluator() = default;
+
+double Evaluator::loss(std::span<const float> theta) {
+  if (!enabled()) return std::nan("");
+  torch::NoGradGuard ng;
+  if (!model_->gpt) model_->gpt = inner::Gpt(cfg_);  // built on first use: no cost when disabled
+  inner::flat_to_params(*model_->gpt, theta);
+  model_->gpt->eval();
+  const int64_t T = cfg_.block_size;
+  auto offs = inner::evenly_spaced_offsets(val_tokens_.size(), T, batches_ * batch_size_);
+  double sum = 0;
+  int64_t nb = 0;
+  for (size_t i = 0; i < offs.size(); i += batch_size_) {
+    std::vector<int64_t> o(offs.begin() + i, offs.begin() + std::min(offs.size(), i + batch_size_));
+    auto b = inner::make_batch(val_tokens_, o, T);
+    sum += model_->gpt->loss(b.x, b.y).item<double>();
+    ++nb;
+  }
+  return nb ? sum / nb : std::nan("");
+}
+
+}  // namespace longhaul::outer

@@ -1,0 +1,151 @@
+// Opening and closing rounds. The close is the run's critical path (every site waits for the
+// result): aggregation tail, outer step, encode of the update, publish. Evaluation, the metrics
+// line and the snapshot come after the result was sent.
+#include <chrono>
+
+#include "common/log.h"
+#include "outer/coordinator_impl.h"
+#include "outer/parallel_for.h"
+#include "outer/param_hash.h"
+#include "transport/codec.h"
+
+namespace longhaul::outer {
+
+using json = nlohmann::json;
+using transport::Message;
+
+namespace {
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+}  // namespace
+
+bool Coordinator::Impl::ready_to_open() {
+  const int64_t joined = sites.welcomed_count();
+  const int64_t want = next_round == 0 && cfg.start_sites > 0 ? cfg.start_sites : policy.min_sites;
+  if (joined >= want) return true;
+  return joined >= policy.min_sites && seconds_since(started) > cfg.start_timeout_s;
+}
+
+void Coordinator::Impl::open_round() {
+  if (auto changed = watcher->current(); !(changed == policy)) {
+    LH_LOG(Info, "coordinator") << "sync policy from round " << next_round << ": "
+                                << describe_change(policy, changed);
+  }
+  policy = watcher->current();
+  const std::set<std::string> members = sites.welcomed();
+  const auto deadline =
+      Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(policy.round_deadline_s * 1000));
+  round.open(next_round, members, deadline, static_cast<int>(policy.min_sites));
+  agg->begin_round(theta_pub_norm, static_cast<int>(policy.min_sites));
+  round_started = Clock::now();
+  round_bytes_up = 0;
+  snapshot_dirty = true;
+  LH_LOG(Info, "coordinator") << "round " << next_round << " open: " << members.size()
+                              << " sites, H=" << policy.inner_steps << ", up " << policy.upload_encoding
+                              << ", down " << policy.download_encoding << ", deadline "
+                              << policy.round_deadline_s << " s";
+  for (const auto& id : members) send_round_start(id);
+}
+
+void Coordinator::Impl::close_round() {
+  const auto t_close = Clock::now();
+  const int64_t r = round.round();
+  const size_t n = theta_pub.size();
+  std::vector<float> buf(n);
+  const bool applied = agg->finish(buf);
+  if (applied) outer->step(buf);
+  // Publish: u = θ_master − θ_pub, quantised for download; every replica (this one included)
+  // adds exactly the decoded u, so all stay bitwise identical. What quantisation loses stays
+  // in θ_master − θ_pub and is sent in a later round (error feedback on the download side).
+  // Nothing accepted: no step and no update (empty payload), θ stays bitwise unchanged.
+  transport::Bytes payload;
+  if (applied) {
+    parallel_sub(outer->params(), theta_pub, buf);
+    transport::CodecOptions o;
+    o.encoding = transport::parse_encoding(policy.download_encoding);
+    payload = transport::encode(buf, manifest, o);
+    transport::decode(payload, buf, manifest_hash);
+    parallel_add_inplace(theta_pub, buf);
+    theta_pub_hash = param_hash(theta_pub);
+    theta_pub_norm = parallel_norm(theta_pub).norm;
+  }
+  buf = {};
+  round.close();
+  next_round = r + 1;
+  std::vector<std::string> contributors;
+  for (const auto& [id, ok] : round.outcomes())
+    if (ok) contributors.push_back(id);
+  const auto t_ckpt = Clock::now();
+  save_checkpoint();  // before publishing: a crash after this never re-applies round r
+  const double ckpt_s = seconds_since(t_ckpt);
+
+  // One message for every site (no per-site header field): its payload exists once in memory.
+  auto result = std::make_shared<Message>();
+  result->type = protocol::kRoundResult;
+  result->header = {{"run_id", run_id},
+                    {"fragment", 0},
+                    {"round", r},
+                    {"next_round", next_round},
+                    {"applied", applied},
+                    {"contributors", contributors},
+                    {"param_hash", protocol::hex64(theta_pub_hash)}};
+  result->payload = std::move(payload);
+  const uint64_t bytes_down = broadcast(result);
+  const double tail_s = seconds_since(t_close);
+  const double dur = seconds_since(round_started);
+  const bool last = next_round >= cfg.rounds;
+  double eval = std::nan("");
+  const auto t_eval = Clock::now();
+  if (evaluator->enabled() && (last || (cfg.eval.every_rounds > 0 && next_round % cfg.eval.every_rounds == 0)))
+    eval = last_eval = evaluator->loss(theta_pub);
+  const double eval_s = seconds_since(t_eval);
+  // What synchronous data parallel would have sent for the same steps: a ring all-reduce of
+  // fp32 gradients per step moves 2(K−1)/K · 4N bytes per worker, i.e. 2(K−1) · 4N in all.
+  const int64_t k = static_cast<int64_t>(round.participants().size());
+  const double dp_bytes = static_cast<double>(policy.inner_steps) * 2.0 * (k - 1) * 4.0 * n;
+  json line = {{"event", "round"},
+               {"round", r},
+               {"sites", contributors},
+               {"participants", k},
+               {"applied", applied},
+               {"inner_steps", policy.inner_steps},
+               {"bytes_up", round_bytes_up},
+               {"bytes_down", bytes_down},
+               {"dp_bytes", dp_bytes},
+               {"duration_s", dur},
+               {"tail_s", tail_s},
+               {"checkpoint_s", ckpt_s},
+               {"eval_s", eval_s},
+               {"elapsed_s", seconds_since(started)},
+               {"param_hash", protocol::hex64(theta_pub_hash)}};
+  if (!std::isnan(eval)) line["eval_loss"] = eval;
+  // The sites' own held-out losses of θ_r (this round's starting point), weighted by the
+  // tokens each evaluated: the run's loss without any data at the coordinator.
+  double wsum = 0, lsum = 0;
+  json per_site = json::object();
+  for (const auto& [id, s] : sites) {
+    const json& rep = s.report;
+    if (rep.value("eval_round", int64_t{-1}) != r || !rep.contains("eval_loss")) continue;
+    const double w = rep.value("eval_tokens", 0.0), l = rep.value("eval_loss", 0.0);
+    per_site[id] = l;
+    wsum += w;
+    lsum += w * l;
+  }
+  if (wsum > 0) {
+    line["site_eval_loss"] = lsum / wsum;
+    line["site_eval"] = per_site;
+    last_site_eval = lsum / wsum;
+  }
+  *metrics_file << line.dump() << "\n";
+  metrics_file->flush();
+  last_round = line;
+  snapshot_dirty = true;
+  LH_LOG(Info, "coordinator") << "round " << r << " closed in " << dur << " s (tail " << tail_s << " s): "
+                              << contributors.size() << "/" << round.participants().size() << " sites, up "
+                              << round_bytes_up << " B, down " << bytes_down << " B (sync DP: " << dp_bytes
+                              << " B)" << (std::isnan(eval) ? "" : ", eval loss " + std::to_string(eval))
+                              << ", θ hash " << protocol::hex64(theta_pub_hash);
+}
+
+}  // namespace longhaul::outer
