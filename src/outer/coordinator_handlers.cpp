@@ -118,10 +118,11 @@ void Coordinator::Impl::on_hello(const std::shared_ptr<Connection>& c, const Mes
   auto refuse = [&](const std::string& why) {
     LH_LOG(Warn, "coordinator") << "refusing " << protocol::printable(c->peer_id()) << ": " << why;
     try {
-      c->send(Message{protocol::kRefuse, {{"reason", why}}, {}});  // the site exits on it
+      // The site exits on it; a peer that lingers is closed by its next message (not joined)
+      // or by the idle timeout. (Closing here could drop the refusal before it is written.)
+      c->send(Message{protocol::kRefuse, {{"reason", why}}, {}});
     } catch (const std::exception&) {
     }
-    c->close("refused");
   };
   // The version first: an older site gets a clear refusal, not a schema error on new fields.
   if (auto v = m.header.find("protocol"); v != m.header.end() && v->is_number_integer() &&
