@@ -117,9 +117,10 @@ void Coordinator::Impl::finish_run() {
     return true;
   };
   const auto linger_until = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(cfg.linger_s * 1000));
-  if (!all_told())
+  if (!all_told()) {
     LH_LOG(Info, "coordinator") << "lingering up to " << cfg.linger_s
                                 << " s for sites that have not heard the run is complete";
+  }
   while (!all_told() && Clock::now() < linger_until && !g_stop.load()) {
     pump(std::chrono::milliseconds(100));
     if (snapshot_dirty) publish_snapshot();

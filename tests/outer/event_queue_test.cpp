@@ -3,6 +3,8 @@
 // taken.
 #include <gtest/gtest.h>
 
+#include <array>
+
 #include "outer/event_queue.h"
 
 namespace longhaul::outer {
@@ -17,10 +19,11 @@ transport::Message msg(std::size_t bytes) {
 
 TEST(EventQueue, CapsEachConnectionsShare) {
   EventQueue q(2, 1000);
-  // Connections are only used as keys here: null-deleter shared_ptrs to distinct addresses.
-  int a_tag = 0, b_tag = 0;
-  std::shared_ptr<transport::Connection> a(reinterpret_cast<transport::Connection*>(&a_tag), [](auto*) {});
-  std::shared_ptr<transport::Connection> b(reinterpret_cast<transport::Connection*>(&b_tag), [](auto*) {});
+  // The queue only uses a connection's address as its key: aliasing shared_ptrs to two distinct
+  // addresses stand in (never dereferenced).
+  auto tags = std::make_shared<std::array<int, 2>>();
+  std::shared_ptr<transport::Connection> a(tags, reinterpret_cast<transport::Connection*>(&(*tags)[0]));
+  std::shared_ptr<transport::Connection> b(tags, reinterpret_cast<transport::Connection*>(&(*tags)[1]));
   EXPECT_TRUE(q.push({ChannelEvent::kMessage, a, msg(10), {}}));
   EXPECT_TRUE(q.push({ChannelEvent::kMessage, a, msg(10), {}}));
   EXPECT_FALSE(q.push({ChannelEvent::kMessage, a, msg(10), {}})) << "third message over the cap of 2";
