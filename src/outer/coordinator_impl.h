@@ -57,6 +57,7 @@ struct Coordinator::Impl {
   // Rounds.
   std::string run_id;
   int64_t next_round = 0;
+  int64_t resumed_at_round = -1;  // next_round when resumed from a checkpoint (-1: fresh start)
   RoundState round;
   SyncPolicy policy;  // in force for the open round
   std::unique_ptr<ConfigWatcher> watcher;

@@ -64,6 +64,7 @@ void Coordinator::Impl::init_state() {
       throw UserError(ck.string() + ": run id '" + run_id + "' differs from coordinator.run_id '" +
                       cfg.run_id + "'");
     next_round = m.at("next_round").get<int64_t>();
+    resumed_at_round = next_round;
     outer->restore(st->theta_master, st->momentum, m.value("outer_steps", int64_t{0}));
     set_published(std::move(st->theta_published));
     agg->set_previous_norms(m.value("norms", std::vector<double>{}));

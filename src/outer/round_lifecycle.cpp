@@ -22,6 +22,16 @@ double seconds_since(Clock::time_point t) {
 
 bool Coordinator::Impl::ready_to_open() {
   const int64_t joined = sites.welcomed_count();
+  if (resumed_at_round >= 0 && next_round == resumed_at_round) {
+    // The first round after a restart: the sites that contributed to the last applied round may
+    // hold uploads the previous process accepted and lost; wait (up to one round deadline) for
+    // them to rejoin so that they can re-send those uploads instead of being left out.
+    bool all_back = joined >= policy.min_sites;
+    for (const auto& [id, s] : sites)
+      if (s.last_round_uploaded >= next_round - 1 && !s.welcomed) all_back = false;
+    if (all_back) return true;
+    return joined >= policy.min_sites && seconds_since(started) > policy.round_deadline_s;
+  }
   const int64_t want = next_round == 0 && cfg.start_sites > 0 ? cfg.start_sites : policy.min_sites;
   if (joined >= want) return true;
   return joined >= policy.min_sites && seconds_since(started) > cfg.start_timeout_s;
