@@ -15,6 +15,7 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "common/log_tap.h"
 #include "inner/batch_sampler.h"
 #include "inner/corpus.h"
 #include "inner/flat_params.h"
@@ -24,10 +25,12 @@
 #include "outer/config_watcher.h"
 #include "outer/coordinator_checkpoint.h"
 #include "outer/coordinator_metrics.h"
+#include "outer/dashboard_routes.h"
 #include "outer/outer_optimizer.h"
 #include "outer/param_hash.h"
 #include "outer/protocol.h"
 #include "outer/round_state.h"
+#include "outer/run_history.h"
 #include "transport/channel_server.h"
 #include "transport/codec.h"
 
@@ -116,6 +119,7 @@ struct Coordinator::Impl {
 
   std::unique_ptr<transport::ChannelServer> server;
   std::unique_ptr<std::ofstream> metrics_file;
+  RunHistory history;  // the dashboard's /v1/history
 
   void push(Event e) {
     {
@@ -206,11 +210,13 @@ void Coordinator::Impl::init_state() {
   metrics_file = std::make_unique<std::ofstream>(run_dir / "metrics.jsonl", std::ios::app);
   if (fresh) {
     json init = {{"event", "init"}, {"run_id", run_id}, {"param_hash", protocol::hex64(param_hash(theta_pub))},
-                 {"parameters", theta_pub.size()}};
+                 {"parameters", theta_pub.size()}, {"time", unix_now_s()}};
     if (!val_tokens.empty()) init["eval_loss"] = last_eval = evaluate();
     *metrics_file << init.dump() << "\n";
     metrics_file->flush();
   }
+  history.set_run(run_id, unix_now_s());
+  history.load_jsonl(run_dir / "metrics.jsonl");  // rounds before a restart, the run's start time
   policy = cfg.sync;
   watcher = std::make_unique<ConfigWatcher>(config_path, overrides, cfg.effective_toml, cfg.sync);
 }
@@ -247,6 +253,10 @@ void Coordinator::Impl::start_server() {
   server->add_route("GET", "/metrics", [this, text](const transport::HttpRequest&) {
     std::lock_guard<std::mutex> l(snap_mu);
     return text(200, "text/plain; version=0.0.4", metrics_text);
+  });
+  add_dashboard_routes(*server, history);
+  set_log_tap([this](LogLevel l, std::string_view tag, std::string_view msg) {
+    history.add_warning(log_level_name(l), tag, msg);
   });
   server->start();
   write_file_atomic(run_dir / "port", std::to_string(server->port()) + "\n");
@@ -457,6 +467,7 @@ void Coordinator::Impl::open_round() {
   auto deadline = Clock::now() + std::chrono::milliseconds(
                                      static_cast<int64_t>(policy.round_deadline_s * 1000));
   round.open(next_round, members, deadline, static_cast<int>(policy.min_sites));
+  history.note_policy(next_round, sync_policy_json(policy));
   agg->begin_round();
   round_started = Clock::now();
   round_bytes_up = 0;
@@ -530,11 +541,13 @@ void Coordinator::Impl::close_round() {
                {"bytes_down", bytes_down},
                {"dp_bytes", dp_bytes},
                {"duration_s", dur},
-               {"param_hash", protocol::hex64(h)}};
+               {"param_hash", protocol::hex64(h)},
+               {"time", unix_now_s()}};
   if (!std::isnan(eval)) line["eval_loss"] = eval;
   *metrics_file << line.dump() << "\n";
   metrics_file->flush();
   last_round = line;
+  history.add_round(line);
   LH_LOG(Info, "coordinator") << "round " << r << " closed in " << dur << " s: "
                               << contributors.size() << "/" << round.participants().size()
                               << " sites, up " << round_bytes_up << " B, down " << bytes_down
@@ -626,6 +639,7 @@ Coordinator::Coordinator(CoordinatorConfig cfg, fs::path config_path,
 }
 
 Coordinator::~Coordinator() {
+  set_log_tap(nullptr);  // the tap refers to impl_->history
   // Connections must not outlive the server's I/O context: drop every reference first.
   for (auto& [id, e] : impl_->sites) e.conn.reset();
   {
