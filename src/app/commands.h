@@ -18,6 +18,7 @@ void register_coordinator(CLI::App& app, CommandFn& run);
 void register_site(CLI::App& app, CommandFn& run);
 void register_certs(CLI::App& app, CommandFn& run);
 void register_bench(CLI::App& app, CommandFn& run);
+void register_status(CLI::App& app, CommandFn& run);
 
 // `longhaul bench <what>`: one file each.
 void register_bench_codec(CLI::App& bench, CommandFn& run);

@@ -120,6 +120,7 @@ struct Coordinator::Impl {
   std::unique_ptr<transport::ChannelServer> server;
   std::unique_ptr<std::ofstream> metrics_file;
   RunHistory history;  // the dashboard's /v1/history
+  RoundPhaseTimer phases;  // /metrics: longhaul_round_phase_seconds
 
   void push(Event e) {
     {
@@ -482,7 +483,9 @@ void Coordinator::Impl::close_round() {
   const int64_t r = round.round();
   const size_t n = theta_pub.size();
   std::vector<float> buf(n);
+  phases.start(round_started);
   bool applied = agg->finish(buf);
+  phases.lap("aggregation");
   if (applied) outer->step(buf);
   // Publish: u = θ_master − θ_pub, quantised for download; every replica (this one included)
   // adds exactly the decoded u, so all stay bitwise identical. What quantisation loses stays
@@ -504,7 +507,9 @@ void Coordinator::Impl::close_round() {
   std::vector<std::string> contributors;
   for (const auto& [id, ok] : round.outcomes())
     if (ok) contributors.push_back(id);
+  phases.lap("outer_step");
   save_checkpoint();  // before publishing: a crash after this never re-applies round r
+  phases.lap("checkpoint");
 
   uint64_t bytes_down = 0;
   for (auto& [id, s] : sites) {
@@ -521,12 +526,15 @@ void Coordinator::Impl::close_round() {
     s.state = "joined";
     send(id, std::move(m));
   }
+  phases.lap("publish");
   const double dur = seconds_since(round_started);
   bool last = next_round >= cfg.rounds;
   double eval = std::nan("");
   if (!val_tokens.empty() &&
       (last || (cfg.eval.every_rounds > 0 && next_round % cfg.eval.every_rounds == 0)))
     eval = last_eval = evaluate();
+  phases.lap("evaluation");
+  phases.finish();
   // What synchronous data parallel would have sent for the same steps: a ring all-reduce of
   // fp32 gradients per step moves 2(K−1)/K · 4N bytes per worker, i.e. 2(K−1) · 4N in all.
   const int64_t k = static_cast<int64_t>(round.participants().size());
@@ -620,7 +628,11 @@ void Coordinator::Impl::publish_snapshot() {
   mt.last_round_duration_s = last_round.value("duration_s", 0.0);
   mt.sites_connected = connected;
   mt.rejected_uploads_total = rejected_total;
-  for (const auto& [id, s] : sites) mt.sites[id] = {s.bytes_up, s.bytes_down};
+  for (const auto& [id, s] : sites) mt.sites[id] = {s.bytes_up, s.bytes_down, s.state, sj[id]};
+  mt.rounds_planned = cfg.rounds;
+  mt.round_open = round.is_open();
+  mt.hash_resyncs_total = hash_resyncs;
+  mt.phase_seconds = phases.histograms();
   if (!std::isnan(last_eval)) mt.eval_loss = last_eval;
   std::lock_guard<std::mutex> l(snap_mu);
   status = std::move(st);
