@@ -1,11 +1,11 @@
 #include "outer/coordinator_metrics.h"
 
+#include <dirent.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <charconv>
 #include <cmath>
-#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -220,14 +220,15 @@ std::string render_process_metrics() {
     } catch (const std::exception&) {  // an unexpected /proc format: leave the rest out
     }
   }
-  std::error_code ec;
-  size_t fds = 0;
-  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
-    ++fds;
-  if (!ec) {
+  // opendir, not std::filesystem: libtorch.so exports its own copies of some std::filesystem
+  // functions (see tests/outer/test_dirs.h).
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    size_t fds = 0;
+    while (const dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') ++fds;
+    ::closedir(d);
     head(o, "process_open_fds", "Number of open file descriptors.", "gauge");
-    o << "process_open_fds " << fds << '\n';
+    o << "process_open_fds " << fds - 1 << '\n';  // less the one opendir holds
   }
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
