@@ -214,7 +214,8 @@ int run_status(StatusArgs a) {
   while (!a.coordinator.empty() && a.coordinator.back() == '/') a.coordinator.pop_back();
   if (a.ca.empty() || a.cert.empty() || a.key.empty())
     throw UserError("the coordinator requires a client certificate: give --ca, --cert and --key, or --config FILE with [tls]");
-  for (const auto& [flag, p] : {std::pair{"--ca", a.ca}, {"--cert", a.cert}, {"--key", a.key}})
+  using Flag = std::pair<const char*, std::string>;
+  for (const auto& [flag, p] : {Flag{"--ca", a.ca}, Flag{"--cert", a.cert}, Flag{"--key", a.key}})
     if (!std::filesystem::is_regular_file(p)) throw UserError(std::string(flag) + " " + p + ": no such file");
   const transport::TlsFiles tls{a.ca, a.cert, a.key};
   std::signal(SIGINT, on_signal);

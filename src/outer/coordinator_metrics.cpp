@@ -4,11 +4,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 namespace longhaul::outer {
 namespace {

@@ -95,9 +95,10 @@ TEST(Operations, DashboardMetricsAndStatusAgainstALiveCluster) {
   {
     std::string yml = test_support::slurp(fs::path(LONGHAUL_SOURCE_DIR) / "deploy" / "prometheus.yml");
     ASSERT_FALSE(yml.empty());
-    for (const auto& [from, to] : {std::pair<std::string, fs::path>{"/etc/prometheus/longhaul/ca.crt", tls.ca_cert},
-                                   {"/etc/prometheus/longhaul/prometheus.crt", tls.cert},
-                                   {"/etc/prometheus/longhaul/prometheus.key", tls.key}}) {
+    using Swap = std::pair<std::string, fs::path>;
+    for (const auto& [from, to] : {Swap{"/etc/prometheus/longhaul/ca.crt", tls.ca_cert},
+                                   Swap{"/etc/prometheus/longhaul/prometheus.crt", tls.cert},
+                                   Swap{"/etc/prometheus/longhaul/prometheus.key", tls.key}}) {
       ASSERT_NE(yml.find(from), std::string::npos) << from;
       yml.replace(yml.find(from), from.size(), to.string());
     }
