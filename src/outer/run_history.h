@@ -26,14 +26,16 @@ nlohmann::json sync_policy_json(const SyncPolicy& p);
 // Seconds since the Unix epoch (UTC), with sub-second precision: the "time" field of lines.
 double unix_now_s();
 
+struct RunHistoryLimits {
+  size_t max_rounds = 5000;          // round lines kept (a line is ~300 bytes of JSON)
+  size_t max_policy_changes = 200;   // entries of the policy change log kept
+  size_t max_warnings = 50;          // last warnings kept
+  size_t max_warning_chars = 600;    // longer warning texts are cut (with "…")
+};
+
 class RunHistory {
  public:
-  struct Limits {
-    size_t max_rounds = 5000;          // round lines kept (a line is ~300 bytes of JSON)
-    size_t max_policy_changes = 200;   // entries of the policy change log kept
-    size_t max_warnings = 50;          // last warnings kept
-    size_t max_warning_chars = 600;    // longer warning texts are cut (with "…")
-  };
+  using Limits = RunHistoryLimits;
   explicit RunHistory(Limits limits = {});
 
   // The run's identity and its start (Unix seconds; the init line's "time" when refilled).
