@@ -32,8 +32,8 @@ TEST(CoordinatorMetrics, EverySampleIsDeclaredAndLabelsAreEscaped) {
   m.last_round_duration_s = 1.5;
   m.sites_connected = 2;
   m.rejected_uploads_total = 1;
-  m.sites["site-a"] = {100, 200};
-  m.sites["we\"ird\\id\nx"] = {3, 4};
+  m.sites["site-a"] = {100, 200, "", {}};
+  m.sites["we\"ird\\id\nx"] = {3, 4, "", {}};
   const std::string text = render_prometheus(m);
   EXPECT_NE(text.find("longhaul_rounds_total 7\n"), std::string::npos) << text;
   EXPECT_NE(text.find("longhaul_round_duration_seconds 1.5\n"), std::string::npos) << text;
