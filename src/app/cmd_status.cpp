@@ -187,7 +187,8 @@ json get_json(const std::string& base, const std::string& path, const StatusArgs
     throw UserError(explain(base, a, e.what()));
   }
   if (r.status == 403)
-    throw UserError("the coordinator refused " + a.cert + " for " + path + ": " + safe(r.body.substr(0, 300)));
+    throw UserError("the coordinator refused this client certificate (" + a.cert + ") for " + path + ": " +
+                    safe(r.body.substr(0, 300)));
   if (r.status != 200)
     throw UserError("GET " + url + ": HTTP " + std::to_string(r.status) + ": " + safe(r.body.substr(0, 300)));
   json j = json::parse(r.body, nullptr, false);
