@@ -44,7 +44,7 @@ function fmtDuration(s) {
 }
 function fmtNumber(v) {
   if (Number.isInteger(v)) return v.toLocaleString("en-US");
-  return Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4);
+  return Math.abs(v) >= 100 ? v.toFixed(1) : String(parseFloat(v.toPrecision(4)));
 }
 function fmtValue(key, v) {
   if (v === null || v === undefined) return "–";
@@ -88,7 +88,7 @@ function renderRun() {
   const sites = Object.values(st.sites || {});
   const cards = [
     ["round", `${done} / ${st.rounds_total}`],
-    ["state", label],
+    ["state", cls === "open" ? "round open" : label],
     ["elapsed", fmtDuration(elapsed)],
     ["ETA", fmtDuration(eta)],
     ["eval loss", withLoss.length ? withLoss[withLoss.length - 1].eval_loss.toFixed(4) : "–"],
@@ -151,10 +151,12 @@ function niceTicks(lo, hi, n) {
   return ticks;
 }
 
-// series: [{name, color, points: [[x, y], ...]}]; opts: {xlabel, ylabel, logY, fmtY, fmtX}
+// series: [{name, color, points: [[x, y], ...]}]; opts: {xlabel, logY, intX, fmtY, fmtX}
+// Sized to its container's width (px), 220 px high; a legend above the plot for several series.
 function lineChart(id, series, opts) {
   const box = document.getElementById(id);
-  const W = 460, H = 220, L = 62, R = 12, T = 10, B = 34;
+  const W = Math.max(320, box.clientWidth || 460), H = 220, L = 66, R = 14, B = 34;
+  const T = series.length > 1 ? 26 : 10;
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" });
   const pts = series.flatMap(s => s.points).filter(p => isFinite(p[0]) && isFinite(p[1]) && (!opts.logY || p[1] > 0));
   if (!pts.length) {
@@ -179,8 +181,8 @@ function lineChart(id, series, opts) {
     root.append(svg("line", { x1: L, x2: W - R, y1: y, y2: y, class: "grid" }));
     root.append(svg("text", { x: L - 6, y: y + 4, "text-anchor": "end" }, (opts.fmtY || fmtNumber)(t)));
   }
-  for (const t of niceTicks(x0, x1, 6)) {
-    if (t < x0 || t > x1) continue;
+  for (const t of niceTicks(x0, x1, Math.max(3, Math.floor(W / 90)))) {
+    if (t < x0 || t > x1 || (opts.intX && !Number.isInteger(t))) continue;
     root.append(svg("text", { x: sx(t), y: H - B + 15, "text-anchor": "middle" }, (opts.fmtX || fmtNumber)(t)));
   }
   root.append(svg("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }));
@@ -198,8 +200,8 @@ function lineChart(id, series, opts) {
       root.append(c);
     }
     if (series.length > 1) {
-      root.append(svg("rect", { x: lx, y: T + 2, width: 10, height: 10, fill: s.color }));
-      root.append(svg("text", { x: lx + 14, y: T + 11 }, s.name));
+      root.append(svg("rect", { x: lx, y: 4, width: 10, height: 10, fill: s.color }));
+      root.append(svg("text", { x: lx + 14, y: 13 }, s.name));
       lx += 24 + 6.5 * s.name.length;
     }
   }
@@ -210,7 +212,7 @@ function renderCharts() {
   const rs = state.rounds, h = state.history;
   const loss = rs.filter(r => typeof r.eval_loss === "number");
   lineChart("chart-loss", [{ name: "eval loss", color: "#0969da", points: loss.map(r => [r.round, r.eval_loss]) }],
-    { xlabel: "round" });
+    { xlabel: "round", intX: true });
   const t0 = h && h.started > 0 ? h.started : NaN;
   let cum = 0;  // rounds without a time stamp: cumulative round durations
   const timed = rs.map(r => { cum += r.duration_s || 0; return [typeof r.time === "number" && isFinite(t0) ? r.time - t0 : cum, r]; });
@@ -221,9 +223,9 @@ function renderCharts() {
     { name: "up", color: "#1f883d", points: rs.map(r => [r.round, r.bytes_up]) },
     { name: "down", color: "#8250df", points: rs.map(r => [r.round, r.bytes_down]) },
     { name: "sync DP", color: "#cf222e", dash: "5 3", points: rs.map(r => [r.round, r.dp_bytes]) },
-  ], { xlabel: "round", logY: true, fmtY: fmtBytes });
+  ], { xlabel: "round", logY: true, intX: true, fmtY: fmtBytes });
   lineChart("chart-duration", [{ name: "duration", color: "#bf8700", points: rs.map(r => [r.round, r.duration_s]) }],
-    { xlabel: "round", fmtY: v => fmtNumber(v) + " s" });
+    { xlabel: "round", intX: true, fmtY: v => fmtNumber(v) + " s" });
 }
 
 // ---- policy and warnings
