@@ -19,6 +19,7 @@ void register_site(CLI::App& app, CommandFn& run);
 void register_certs(CLI::App& app, CommandFn& run);
 void register_bench(CLI::App& app, CommandFn& run);
 void register_checkpoint(CLI::App& app, CommandFn& run);
+void register_status(CLI::App& app, CommandFn& run);
 
 // `longhaul bench <what>`: one file each.
 void register_bench_codec(CLI::App& bench, CommandFn& run);

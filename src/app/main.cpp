@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   app::register_certs(app, run);
   app::register_bench(app, run);
   app::register_checkpoint(app, run);
+  app::register_status(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

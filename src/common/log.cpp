@@ -1,4 +1,5 @@
 #include "common/log.h"
+#include "common/log_tap.h"
 
 #include <atomic>
 #include <chrono>
@@ -12,6 +13,8 @@ namespace longhaul {
 namespace {
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
 std::mutex g_mu;
+LogTap g_tap;                    // guarded by g_mu
+LogLevel g_tap_level = LogLevel::kWarn;  // guarded by g_mu
 const char* level_name(LogLevel l) {
   switch (l) {
     case LogLevel::kDebug: return "DEBUG";
@@ -47,6 +50,23 @@ void log_line(LogLevel level, std::string_view tag, std::string_view msg) {
   std::fprintf(stderr, "%s.%03dZ %s [%.*s] %.*s\n", ts, ms, level_name(level),
                static_cast<int>(tag.size()), tag.data(), static_cast<int>(msg.size()), msg.data());
   std::fflush(stderr);
+  if (g_tap && level >= g_tap_level) g_tap(level, tag, msg);
+}
+
+void set_log_tap(LogTap tap, LogLevel min_level) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_tap = std::move(tap);
+  g_tap_level = min_level;
+}
+
+const char* log_level_name(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug: return "DEBUG";
+    case LogLevel::kInfo: return "INFO";
+    case LogLevel::kWarn: return "WARN";
+    case LogLevel::kError: return "ERROR";
+  }
+  return "?";
 }
 
 }  // namespace longhaul

@@ -10,10 +10,12 @@
 
 #include "common/atomic_file.h"
 #include "common/log.h"
+#include "common/log_tap.h"
 #include "inner/flat_params.h"
 #include "inner/gpt.h"
 #include "inner/safetensors_io.h"
 #include "outer/coordinator_impl.h"
+#include "outer/dashboard_routes.h"
 
 namespace longhaul::outer {
 
@@ -77,6 +79,10 @@ void Coordinator::Impl::start_server() {
     std::lock_guard<std::mutex> l(snap_mu);
     return text(200, "text/plain; version=0.0.4", metrics_text);
   });
+  add_dashboard_routes(*server, history);
+  set_log_tap([this](LogLevel l, std::string_view tag, std::string_view msg) {
+    history.add_warning(log_level_name(l), tag, msg);
+  });
   server->start();
   write_file_atomic(run_dir / "port", std::to_string(server->port()) + "\n");
   LH_LOG(Info, "coordinator") << "listening on " << cfg.bind << ":" << server->port() << " (WebSocket + HTTPS)";
@@ -135,6 +141,7 @@ Coordinator::Coordinator(CoordinatorConfig cfg, fs::path config_path, std::vecto
                                    std::move(run_dir))) {}
 
 Coordinator::~Coordinator() {
+  set_log_tap(nullptr);  // the tap refers to impl_->history
   // Connections must not outlive the server's I/O context: drop every reference first.
   for (auto& [id, e] : impl_->sites) e.conn.reset();
   impl_->events.clear();

@@ -25,11 +25,13 @@
 #include "outer/config_watcher.h"
 #include "outer/coordinator.h"
 #include "outer/coordinator_config.h"
+#include "outer/coordinator_metrics.h"
 #include "outer/evaluator.h"
 #include "outer/event_queue.h"
 #include "outer/message_schema.h"
 #include "outer/outer_optimizer.h"
 #include "outer/round_state.h"
+#include "outer/run_history.h"
 #include "outer/site_registry.h"
 #include "transport/channel_server.h"
 #include "transport/manifest.h"
@@ -74,6 +76,8 @@ struct Coordinator::Impl {
   EventQueue events;
   std::unique_ptr<transport::ChannelServer> server;
   std::unique_ptr<std::ofstream> metrics_file;
+  RunHistory history;      // the dashboard's /v1/history
+  RoundPhaseTimer phases;  // /metrics: longhaul_round_phase_seconds
 
   // HTTP snapshot.
   std::mutex snap_mu;

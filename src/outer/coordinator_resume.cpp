@@ -87,11 +87,14 @@ void Coordinator::Impl::init_state() {
     json init = {{"event", "init"},
                  {"run_id", run_id},
                  {"param_hash", protocol::hex64(theta_pub_hash)},
-                 {"parameters", theta_pub.size()}};
+                 {"parameters", theta_pub.size()},
+                 {"time", unix_now_s()}};
     if (evaluator->enabled()) init["eval_loss"] = last_eval = evaluator->loss(theta_pub);
     *metrics_file << init.dump() << "\n";
     metrics_file->flush();
   }
+  history.set_run(run_id, unix_now_s());
+  history.load_jsonl(run_dir / "metrics.jsonl");  // rounds before a restart, the run's start time
   policy = cfg.sync;
   watcher = std::make_unique<ConfigWatcher>(config_path, overrides, cfg.effective_toml, cfg.sync);
 }

@@ -43,6 +43,7 @@ void Coordinator::Impl::open_round() {
                                 << describe_change(policy, changed);
   }
   policy = watcher->current();
+  history.note_policy(next_round, sync_policy_json(policy));
   const std::set<std::string> members = sites.welcomed();
   const auto deadline =
       Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(policy.round_deadline_s * 1000));
@@ -63,7 +64,9 @@ void Coordinator::Impl::close_round() {
   const int64_t r = round.round();
   const size_t n = theta_pub.size();
   std::vector<float> buf(n);
+  phases.start(round_started);
   const bool applied = agg->finish(buf);
+  phases.lap("aggregation");
   if (applied) outer->step(buf);
   // Publish: u = θ_master − θ_pub, quantised for download; every replica (this one included)
   // adds exactly the decoded u, so all stay bitwise identical. What quantisation loses stays
@@ -86,9 +89,11 @@ void Coordinator::Impl::close_round() {
   std::vector<std::string> contributors;
   for (const auto& [id, ok] : round.outcomes())
     if (ok) contributors.push_back(id);
+  phases.lap("outer_step");
   const auto t_ckpt = Clock::now();
   save_checkpoint();  // before publishing: a crash after this never re-applies round r
   const double ckpt_s = seconds_since(t_ckpt);
+  phases.lap("checkpoint");
 
   // One message for every site (no per-site header field): its payload exists once in memory.
   auto result = std::make_shared<Message>();
@@ -102,6 +107,7 @@ void Coordinator::Impl::close_round() {
                     {"param_hash", protocol::hex64(theta_pub_hash)}};
   result->payload = std::move(payload);
   const uint64_t bytes_down = broadcast(result);
+  phases.lap("publish");
   const double tail_s = seconds_since(t_close);
   const double dur = seconds_since(round_started);
   const bool last = next_round >= cfg.rounds;
@@ -110,6 +116,8 @@ void Coordinator::Impl::close_round() {
   if (evaluator->enabled() && (last || (cfg.eval.every_rounds > 0 && next_round % cfg.eval.every_rounds == 0)))
     eval = last_eval = evaluator->loss(theta_pub);
   const double eval_s = seconds_since(t_eval);
+  phases.lap("evaluation");
+  phases.finish();
   // What synchronous data parallel would have sent for the same steps: a ring all-reduce of
   // fp32 gradients per step moves 2(K−1)/K · 4N bytes per worker, i.e. 2(K−1) · 4N in all.
   const int64_t k = static_cast<int64_t>(round.participants().size());
@@ -128,7 +136,8 @@ void Coordinator::Impl::close_round() {
                {"checkpoint_s", ckpt_s},
                {"eval_s", eval_s},
                {"elapsed_s", seconds_since(started)},
-               {"param_hash", protocol::hex64(theta_pub_hash)}};
+               {"param_hash", protocol::hex64(theta_pub_hash)},
+               {"time", unix_now_s()}};
   if (!std::isnan(eval)) line["eval_loss"] = eval;
   // The sites' own held-out losses of θ_r (this round's starting point), weighted by the
   // tokens each evaluated: the run's loss without any data at the coordinator.
@@ -150,6 +159,7 @@ void Coordinator::Impl::close_round() {
   *metrics_file << line.dump() << "\n";
   metrics_file->flush();
   last_round = line;
+  history.add_round(line);
   snapshot_dirty = true;
   LH_LOG(Info, "coordinator") << "round " << r << " closed in " << dur << " s (tail " << tail_s << " s): "
                               << contributors.size() << "/" << round.participants().size() << " sites, up "

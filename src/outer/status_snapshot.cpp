@@ -41,7 +41,11 @@ void Coordinator::Impl::publish_snapshot() {
   mt.last_round_duration_s = last_round.value("duration_s", 0.0);
   mt.sites_connected = connected;
   mt.rejected_uploads_total = rejected_total;
-  for (const auto& [id, s] : sites) mt.sites[id] = {s.bytes_up, s.bytes_down};
+  for (const auto& [id, s] : sites) mt.sites[id] = {s.bytes_up, s.bytes_down, s.state, sj[id]};
+  mt.rounds_planned = cfg.rounds;
+  mt.round_open = round.is_open();
+  mt.hash_resyncs_total = hash_resyncs;
+  mt.phase_seconds = phases.histograms();
   for (const auto& [key, count] : protocol_errors_by) {
     const auto tab = key.find('\t');
     mt.protocol_errors.push_back({key.substr(0, tab), key.substr(tab + 1), count});
