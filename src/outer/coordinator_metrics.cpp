@@ -40,7 +40,14 @@ std::string num(double v) {
 std::string name_part(const std::string& s) {
   std::string out;
   for (const char c : s) out += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-  return out;
+  // Status fields abbreviate seconds ("compute_s", "last_seen_s_ago"); metric names spell the
+  // unit out (Prometheus naming, checked by promtool).
+  std::string spelled;
+  for (size_t i = 0; i < out.size(); ++i) {
+    const bool unit_s = out[i] == 's' && i > 0 && out[i - 1] == '_' && (i + 1 == out.size() || out[i + 1] == '_');
+    spelled += unit_s ? std::string("seconds") : std::string(1, out[i]);
+  }
+  return spelled;
 }
 
 void head(std::ostream& o, const std::string& name, const char* help, const char* type) {
