@@ -7,6 +7,7 @@ Run by ctest as: python test_gpu_check_no_gpu.py --longhaul BIN --source-dir SRC
 """
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 
@@ -18,13 +19,15 @@ def main():
     ap.add_argument("--work-dir", required=True)
     a = ap.parse_args()
     script = os.path.join(os.path.abspath(a.source_dir), "scripts/gpu-check")
-    env = dict(os.environ, NVIDIA_SMI="/nonexistent/nvidia-smi", BUILD_DIR=os.path.abspath(a.work_dir))
+    build = os.path.join(os.path.abspath(a.work_dir), "build-gpu")
+    shutil.rmtree(build, ignore_errors=True)
+    env = dict(os.environ, NVIDIA_SMI="/nonexistent/nvidia-smi", BUILD_DIR=build)
     failures = []
     g = subprocess.run([script], env=env, capture_output=True, text=True, timeout=30)
     if g.returncode != 0 or "gpu-check: no GPU" not in g.stdout or "SUMMARY: no GPU" not in g.stdout:
         failures.append(f"without a GPU: exit {g.returncode}, output:\n{g.stdout}{g.stderr}")
-    if os.path.exists(os.path.abspath(a.work_dir)):
-        failures.append(f"without a GPU it still created the build dir {a.work_dir}")
+    if os.path.exists(build):
+        failures.append(f"without a GPU it still created the build dir {build}")
     bad = subprocess.run([script, "--bogus"], env=env, capture_output=True, text=True, timeout=30)
     if bad.returncode != 2 or "unknown argument --bogus" not in bad.stderr:
         failures.append(f"--bogus: exit {bad.returncode}, stderr {bad.stderr!r}")
