@@ -78,10 +78,6 @@ ShardedAdamW::ShardedAdamW(torch::nn::Module& model, const InnerOptimConfig& cfg
   adamw_ = std::make_unique<torch::optim::AdamW>(std::move(groups), *options(cfg.weight_decay));
 }
 
-void ShardedAdamW::set_lr(double lr) {
-  for (auto& g : adamw_->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
-}
-
 int64_t ShardedAdamW::state_bytes() const { return adamw_state_bytes(*adamw_); }
 
 double ShardedAdamW::step(double grad_clip) {

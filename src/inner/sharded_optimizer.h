@@ -53,10 +53,10 @@ class ShardedAdamW {
   // Steps 1-4 above; `grad_clip` 0 disables clipping. Returns the global gradient norm before
   // clipping. Every rank calls it at the same step (collectives).
   double step(double grad_clip);
-  void set_lr(double lr);
 
   const ShardLayout& layout() const { return layout_; }
-  // The AdamW over this rank's pieces (what the checkpoint saves and loads).
+  // The AdamW over this rank's pieces: what the checkpoint saves and loads, and what
+  // set_lr (inner/lr_schedule.h) sets the learning rate of.
   torch::optim::AdamW& adamw() { return *adamw_; }
   // Bytes of AdamW state this rank holds (exp_avg + exp_avg_sq; 0 before the first step).
   int64_t state_bytes() const;

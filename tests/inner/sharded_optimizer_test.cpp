@@ -6,7 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
+#include <cstring>
+#include <sstream>
 #include <string>
 
 #include "common/atomic_file.h"
