@@ -243,8 +243,10 @@ void SiteService::Impl::on_round_result(const Message& m) {
   if (r != round) return resync("round_result for round " + std::to_string(r) + " but θ is at round " +
                                 std::to_string(round));
   bytes_down += m.payload.size();
-  // The upload's fate is settled (an ack came before the result): drop the residual's backup.
-  std::vector<float>().swap(residual_backup);
+  // Its ack settled the upload's fate (pending_upload cleared): the residual's backup (4N) goes
+  // before the next round's training. A late upload whose ack is still to come keeps it, so a
+  // rejection can still restore the residual.
+  if (!pending_upload) std::vector<float>().swap(residual_backup);
   if (!m.payload.empty())  // empty: the round applied nothing, θ is unchanged
     // θ += decode(payload), chunk by chunk: no 4N-byte update vector (bitwise the same sum).
     transport::decode_accumulate(m.payload, theta, 1.0f, manifest_hash);
