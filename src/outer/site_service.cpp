@@ -219,7 +219,7 @@ void SiteService::Impl::on_round_start(const Message& m) {
     std::vector<float> delta = inner::params_to_flat(*trainer->model());  // θ_local, host fp32
     last_trained_hash = param_hash(delta);
     for (size_t i = 0; i < delta.size(); ++i) delta[i] = theta[i] - delta[i];  // Δ = θ_r − θ_local
-    residual_backup = residual;  // freed when the round's result arrives (on_round_result)
+    residual_backup = residual;  // freed at the round's result once acked (on_round_result)
     up.payload = transport::encode_with_feedback(delta, residual, manifest, o);
   }  // Δ is freed before the message is copied and sent
   last_train_loss = loss_sum / std::max<int64_t>(1, steps);
