@@ -59,6 +59,22 @@ void C10dSiteGroup::broadcast(torch::Tensor& t, int root) {
   collective("broadcast", [&] { return backend_->broadcast(ts, bo); });
 }
 
+void C10dSiteGroup::reduce_scatter_sum(torch::Tensor& in, torch::Tensor& out) {
+  LH_CHECK(in.is_contiguous() && out.is_contiguous() && in.device() == comm_ && out.device() == comm_,
+           "reduce_scatter_sum needs contiguous tensors on ", comm_.str());
+  LH_CHECK(in.numel() == out.numel() * world_size(), "reduce_scatter_sum: in has ", in.numel(),
+           " elements, expected ", world_size(), " x ", out.numel());
+  collective("reduce_scatter", [&] { return backend_->_reduce_scatter_base(out, in, c10d::ReduceScatterOptions{}); });
+}
+
+void C10dSiteGroup::all_gather_into(torch::Tensor& in, torch::Tensor& out) {
+  LH_CHECK(in.is_contiguous() && out.is_contiguous() && in.device() == comm_ && out.device() == comm_,
+           "all_gather_into needs contiguous tensors on ", comm_.str());
+  LH_CHECK(out.numel() == in.numel() * world_size(), "all_gather_into: out has ", out.numel(),
+           " elements, expected ", world_size(), " x ", in.numel());
+  collective("all_gather", [&] { return backend_->_allgather_base(out, in, c10d::AllgatherOptions{}); });
+}
+
 std::vector<double> C10dSiteGroup::all_gather(double value) {
   auto t = torch::zeros({world_size()}, torch::kFloat64);
   t[rank()] = value;  // a sum of one value and zeros: exact

@@ -32,6 +32,8 @@ class C10dSiteGroup : public SiteProcessGroup {
 
   void all_reduce_sum(torch::Tensor& t) override;
   void broadcast(torch::Tensor& t, int root) override;
+  void reduce_scatter_sum(torch::Tensor& in, torch::Tensor& out) override;
+  void all_gather_into(torch::Tensor& in, torch::Tensor& out) override;
   std::vector<double> all_gather(double value) override;
   std::vector<int64_t> all_gather(int64_t value) override;
   void barrier() override;

@@ -240,6 +240,11 @@ double DeviceGroup::combine(const std::vector<int64_t>& split, const std::vector
   double loss = 0.0;
   for (double l : loss_sums) loss += l;
   if (!pg_ || pg_->world_size() == 1) return loss;
+  if (!options_.reduce_gradients) {  // the caller reduce-scatters the gradients
+    double total = 0.0;
+    for (double l : pg_->all_gather(loss)) total += l;
+    return total;
+  }
 
   // Across ranks: one flat fp32 vector [grads..., loss], summed (host-staged for gloo).
   const torch::Device comm = pg_->comm_device();

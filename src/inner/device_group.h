@@ -54,6 +54,9 @@ struct DeviceGroupOptions {
   int64_t rebalance_every = 1;  // steps between cross-rank rate exchanges, >= 1
   int64_t verify_every = 1;     // steps between replica hash checks; 0 = never
   bool proportional = true;     // false: equal split regardless of rates (benchmark baseline)
+  // false: step 3 sums the local replicas only and all-reduces just the loss; the caller
+  // reduces the gradients itself (ZeRO-1's reduce-scatter, inner/sharded_optimizer.h).
+  bool reduce_gradients = true;
 };
 
 struct DeviceShare {

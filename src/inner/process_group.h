@@ -70,6 +70,13 @@ class SiteProcessGroup {
   virtual void all_reduce_sum(torch::Tensor& t) = 0;
   // In-place: every rank gets root's `t` (same shape and dtype on every rank).
   virtual void broadcast(torch::Tensor& t, int root) = 0;
+  // ZeRO-1 (inner/sharded_optimizer.h). `in` [W * S] and `out` [S], contiguous fp32 on
+  // comm_device(): out = Σ over ranks of their in[rank * S, (rank + 1) * S). Every rank passes
+  // the same S.
+  virtual void reduce_scatter_sum(torch::Tensor& in, torch::Tensor& out) = 0;
+  // `in` [S] and `out` [W * S], contiguous fp32 on comm_device(): out[r * S, (r + 1) * S) =
+  // rank r's `in`, bitwise.
+  virtual void all_gather_into(torch::Tensor& in, torch::Tensor& out) = 0;
   // Every rank's value, in rank order.
   virtual std::vector<double> all_gather(double value) = 0;
   virtual std::vector<int64_t> all_gather(int64_t value) = 0;

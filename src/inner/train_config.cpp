@@ -104,6 +104,7 @@ LoopConfig read_loop_config(ConfigReader& r) {
   t.verify_every = r.get_int("train.verify_every", t.verify_every, 0, kBig);
   t.process_group_backend =
       r.get_enum("train.process_group_backend", t.process_group_backend, {"auto", "gloo", "nccl"});
+  t.shard_optimizer = r.get_bool("train.shard_optimizer", t.shard_optimizer);
   return t;
 }
 

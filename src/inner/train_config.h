@@ -5,7 +5,8 @@
 //   [optim]  lr, min_lr, beta1, beta2, eps, weight_decay, warmup_steps, decay_steps, grad_clip
 //   [train]  steps, batch_size, grad_accum, seed, device, bf16_autocast, threads,
 //            log_every, eval_every, eval_batches, checkpoint_every, keep_checkpoints, run_dir,
-//            devices, verify_every, process_group_backend
+//            devices, verify_every, process_group_backend,
+//            shard_optimizer
 // The sections are read by separate functions so that other roles (the site) can reuse them.
 #pragma once
 
@@ -41,6 +42,9 @@ struct LoopConfig {
   int64_t verify_every = 100;    // steps between replica hash checks (several devices/ranks); 0 = never
   // A multi-process site's c10d backend (inner/backend_choice.h): "auto" | "gloo" | "nccl".
   std::string process_group_backend = "auto";
+  // ZeRO-1 in a multi-process site: each rank keeps 1/W of the AdamW state (gradients
+  // reduce-scattered, parameters all-gathered; inner/sharded_optimizer.h). No effect alone.
+  bool shard_optimizer = false;
 
   int64_t tokens_per_step(int64_t block_size) const { return batch_size * grad_accum * block_size; }
   // This process's devices: `devices`' names, or the one `device`; [0] is the primary.

@@ -8,6 +8,8 @@
 #include "inner/flat_params.h"
 #include "inner/inner_optimizer.h"
 #include "inner/lr_schedule.h"
+#include "inner/process_group.h"
+#include "inner/sharded_optimizer.h"
 
 namespace longhaul::inner {
 
@@ -27,7 +29,8 @@ Trainer::Trainer(const TrainConfig& cfg, std::shared_ptr<const Corpus> corpus, S
       corpus_(std::move(corpus)),
       device_(parse_device(cfg.train.device)),
       model_(build_model(cfg_, device_)),
-      optimizer_(make_inner_optimizer(model_, cfg_.optim)),
+      optimizer_(cfg.train.shard_optimizer && pg != nullptr ? nullptr
+                                                             : make_inner_optimizer(model_, cfg_.optim)),
       sampler_(corpus_->train, cfg_.train.batch_size, cfg_.model.block_size,
                static_cast<uint64_t>(cfg_.train.seed)) {
   if (!cfg_.train.devices.empty() || pg != nullptr) {
@@ -40,6 +43,7 @@ Trainer::Trainer(const TrainConfig& cfg, std::shared_ptr<const Corpus> corpus, S
       o.devices[0].threads = std::max(1, at::get_num_threads());
     }
     o.verify_every = cfg_.train.verify_every;
+    o.reduce_gradients = optimizer_ != nullptr;  // sharded: ShardedAdamW reduce-scatters
     const GptConfig mc = cfg_.model;
     const bool autocast = cfg_.train.bf16_autocast;
     group_ = std::make_unique<DeviceGroup>(
@@ -56,7 +60,14 @@ Trainer::Trainer(const TrainConfig& cfg, std::shared_ptr<const Corpus> corpus, S
         },
         o, pg);
   }
+  if (!optimizer_) sharded_ = std::make_unique<ShardedAdamW>(*model_, cfg_.optim, *pg);
 }
+
+torch::optim::AdamW& Trainer::optimizer() { return sharded_ ? sharded_->adamw() : *optimizer_; }
+
+int64_t Trainer::optimizer_state_bytes() { return adamw_state_bytes(optimizer()); }
+
+void Trainer::release_gradients() { model_->zero_grad(/*set_to_none=*/true); }
 
 Trainer::~Trainer() = default;
 
@@ -79,8 +90,8 @@ torch::Tensor Trainer::forward_backward(const Batch& batch, double scale) {
 StepResult Trainer::step() {
   const auto t0 = std::chrono::steady_clock::now();
   const double lr = lr_at(step_, cfg_.optim);
-  set_lr(*optimizer_, lr);
-  optimizer_->zero_grad(/*set_to_none=*/true);
+  set_lr(optimizer(), lr);
+  model_->zero_grad(/*set_to_none=*/true);
 
   const int64_t accum = cfg_.train.grad_accum;
   if (group_) {  // several devices/ranks: the whole step's batch through the DeviceGroup
@@ -95,8 +106,13 @@ StepResult Trainer::step() {
     const double data_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - d0).count();
     const GroupStepStats g = group_->compute_gradients(x, y);
-    const double grad_norm = clip_grad_norm(*model_, cfg_.optim.grad_clip);
-    optimizer_->step();
+    double grad_norm = 0;
+    if (sharded_) {  // reduce-scatter, clip, step this rank's shard, all-gather
+      grad_norm = sharded_->step(cfg_.optim.grad_clip);
+    } else {
+      grad_norm = clip_grad_norm(*model_, cfg_.optim.grad_clip);
+      optimizer_->step();
+    }
     group_->after_optimizer_step();
     ++step_;
     tokens_ += tokens_per_step();
@@ -179,11 +195,13 @@ void Trainer::save_checkpoint(const std::filesystem::path& path, const nlohmann:
   m.model = cfg_.model;
   m.manifest_hash = param_manifest(*model_).hash();
   m.extra = extra;
-  write_checkpoint(path, m, *model_, *optimizer_);
+  if (sharded_) m.optimizer_shard = sharded_->layout().to_json();
+  write_checkpoint(path, m, *model_, optimizer());
 }
 
 CheckpointMeta Trainer::load_checkpoint(const std::filesystem::path& path) {
-  CheckpointMeta m = read_checkpoint(path, *model_, *optimizer_, cfg_.model, device_);
+  const nlohmann::json shard = sharded_ ? sharded_->layout().to_json() : nlohmann::json();
+  CheckpointMeta m = read_checkpoint(path, *model_, optimizer(), cfg_.model, device_, shard);
   if (m.sampler.seed != static_cast<uint64_t>(cfg_.train.seed))
     throw DataError(path.string() + ": checkpoint was written with train.seed = " +
                     std::to_string(m.sampler.seed) + ", the config says " +

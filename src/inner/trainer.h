@@ -23,6 +23,7 @@
 namespace longhaul::inner {
 
 class DeviceGroup;
+class ShardedAdamW;
 class SiteProcessGroup;
 
 struct StepResult {
@@ -50,7 +51,8 @@ class Trainer {
   // and a sampler over corpus->train; sets torch's intra-op threads when cfg.train.threads > 0.
   // With cfg.train.devices or a process group `pg` (which must outlive the trainer), each step
   // runs through a DeviceGroup: the step's batch_size x grad_accum sequences are split across
-  // the devices (and ranks) by measured throughput; see inner/device_group.h.
+  // the devices (and ranks) by measured throughput; see inner/device_group.h. With a process
+  // group and cfg.train.shard_optimizer, each rank keeps 1/W of the AdamW state (ZeRO-1).
   Trainer(const TrainConfig& cfg, std::shared_ptr<const Corpus> corpus, SiteProcessGroup* pg = nullptr);
   ~Trainer();
 
@@ -69,7 +71,16 @@ class Trainer {
   CheckpointMeta load_checkpoint(const std::filesystem::path& path);
 
   Gpt& model() { return model_; }
-  torch::optim::AdamW& optimizer() { return *optimizer_; }
+  // The AdamW this rank steps: over all parameters, or over this rank's shard of them
+  // (train.shard_optimizer with a process group; see inner/sharded_optimizer.h).
+  torch::optim::AdamW& optimizer();
+  // Null unless the optimizer state is sharded over the process group's ranks.
+  ShardedAdamW* sharded_optimizer() { return sharded_.get(); }
+  // Bytes of AdamW moment state this rank holds (exp_avg + exp_avg_sq).
+  int64_t optimizer_state_bytes();
+  // Frees the gradients (set to none) until the next step: a site calls it after a round's
+  // inner steps so that the round's Δ and encode do not sit beside 4N bytes of stale grads.
+  void release_gradients();
   const TrainConfig& config() const { return cfg_; }
   const torch::Device& device() const { return device_; }
   int64_t steps_done() const { return step_; }
@@ -91,12 +102,13 @@ class Trainer {
   std::shared_ptr<const Corpus> corpus_;
   torch::Device device_;
   Gpt model_{nullptr};
-  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;  // null when sharded_ is set
   BatchSampler sampler_;
   int64_t step_ = 0;
   int64_t tokens_ = 0;
   double train_seconds_ = 0;
   std::unique_ptr<DeviceGroup> group_;
+  std::unique_ptr<ShardedAdamW> sharded_;
 };
 
 }  // namespace longhaul::inner

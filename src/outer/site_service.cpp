@@ -244,13 +244,18 @@ void SiteService::Impl::on_round_start(const Message& m) {
     loss_sum += st.mean_loss;
   }
   if (g_stop.load()) return;  // abandon the round
-  std::vector<float> delta = inner::params_to_flat(*trainer->model());
-  last_trained_hash = param_hash(delta);
-  for (size_t i = 0; i < delta.size(); ++i) delta[i] = theta[i] - delta[i];  // Δ = θ_r − θ_local
-  residual_backup = residual;
+  // Memory (issue 13 §2): the stale gradients go first, so θ_r, the residual, its backup and Δ
+  // (4N bytes each) sit beside the model and AdamW state only, never beside 4N of gradients.
+  trainer->release_gradients();
   Message up;
   up.type = protocol::kUpload;
-  up.payload = transport::encode_with_feedback(delta, residual, manifest, o);
+  {
+    std::vector<float> delta = inner::params_to_flat(*trainer->model());  // θ_local, host fp32
+    last_trained_hash = param_hash(delta);
+    for (size_t i = 0; i < delta.size(); ++i) delta[i] = theta[i] - delta[i];  // Δ = θ_r − θ_local
+    residual_backup = residual;  // freed at the round's result once acked (on_round_result)
+    up.payload = transport::encode_with_feedback(delta, residual, manifest, o);
+  }  // Δ is freed before the message is copied and sent
   last_train_loss = loss_sum / std::max<int64_t>(1, steps);
   last_tokens = tokens;
   up.header = {{"round", r}, {"tokens", tokens}, {"steps", steps}, {"train_loss", last_train_loss},
@@ -278,11 +283,12 @@ void SiteService::Impl::on_round_result(const Message& m) {
   if (r != round) return resync("round_result for round " + std::to_string(r) + " but θ is at round " +
                                 std::to_string(round));
   bytes_down += m.payload.size();
-  if (!m.payload.empty()) {  // empty: the round applied nothing, θ is unchanged
-    std::vector<float> u(theta.size());
-    transport::decode(m.payload, u, manifest_hash);
-    for (size_t i = 0; i < theta.size(); ++i) theta[i] += u[i];
-  }
+  // The round's result settles its upload (acks precede results on the connection): the
+  // residual's backup (4N) goes before the next round's training.
+  std::vector<float>().swap(residual_backup);
+  if (!m.payload.empty())  // empty: the round applied nothing, θ is unchanged
+    // θ += decode(payload), chunk by chunk: no 4N-byte update vector (bitwise the same sum).
+    transport::decode_accumulate(m.payload, theta, 1.0f, manifest_hash);
   const uint64_t want = res.param_hash;
   uint64_t got = param_hash(theta);
   if (got != want) {

@@ -8,6 +8,10 @@
 // stdout; on error prints "error: <what>" on stderr and exits 2 (RankError/UserError) or 1.
 // --collectives 1: instead of training, checks every SiteProcessGroup call against known
 // results on the group's comm device and prints "collectives ok".
+// --config FILE: instead of the tiny LM, the real Trainer (inner/trainer.h) from a `longhaul
+// train` TOML (train.shard_optimizer included) for --steps steps; [--load CKPT] resumes from a
+// checkpoint first, [--save CKPT] writes one after the steps, [--dump FILE] writes the final
+// parameters as raw fp32; prints "state_bytes <AdamW moment bytes of this rank>" at the end.
 #include <unistd.h>
 
 #include <cinttypes>
@@ -20,7 +24,10 @@
 
 #include "common/error.h"
 #include "inner/device_group.h"
+#include "common/config_reader.h"
+#include "inner/flat_params.h"
 #include "inner/process_group.h"
+#include "inner/trainer.h"
 #include "tiny_lm.h"
 
 using namespace longhaul;
@@ -58,6 +65,36 @@ void check_collectives(inner::SiteProcessGroup& pg) {
   }
   pg.barrier();  // nobody leaves before every rank has read every post
 }
+
+struct TrainerRun {
+  std::string config, load, save, dump;
+};
+
+// The real Trainer over the group: the steps it prints are the same lines as the tiny LM's.
+int run_trainer(const TrainerRun& run, int64_t steps, inner::SiteProcessGroup* pg) {
+  auto reader = ConfigReader::from_file(run.config);
+  const inner::TrainConfig cfg = inner::read_train_config(reader);
+  auto corpus = std::make_shared<inner::Corpus>(inner::load_corpus(cfg.data));
+  inner::Trainer t(cfg, corpus, pg);
+  if (!run.load.empty()) t.load_checkpoint(run.load);
+  t.broadcast_from_rank0();
+  for (int64_t s = 0; s < steps; ++s) {
+    const inner::StepResult r = t.step();
+    std::printf("step %" PRId64 " loss %.9g hash %016" PRIx64 " ranks -\n", r.step - 1, r.loss,
+                inner::params_hash(*t.model()));
+    std::fflush(stdout);
+  }
+  if (!run.save.empty()) t.save_checkpoint(run.save);
+  if (!run.dump.empty()) {
+    const std::vector<float> flat = inner::params_to_flat(*t.model());
+    FILE* f = std::fopen(run.dump.c_str(), "wb");
+    if (!f || std::fwrite(flat.data(), sizeof(float), flat.size(), f) != flat.size())
+      throw std::runtime_error("cannot write " + run.dump);
+    std::fclose(f);
+  }
+  std::printf("state_bytes %" PRId64 "\n", t.optimizer_state_bytes());
+  return 0;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -65,6 +102,7 @@ int main(int argc, char** argv) {
   int64_t steps = 3, batch = 8, die_at = -1, collectives = 0;
   uint64_t seed = 1;
   std::string slowdowns = "1", rendezvous, device = "cpu";
+  TrainerRun trainer_run;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--rank") pgo.rank = std::stoi(v);
@@ -79,6 +117,10 @@ int main(int argc, char** argv) {
     else if (k == "--device") device = v;
     else if (k == "--backend") pgo.backend = v;
     else if (k == "--collectives") collectives = std::stoll(v);
+    else if (k == "--config") trainer_run.config = v;
+    else if (k == "--load") trainer_run.load = v;
+    else if (k == "--save") trainer_run.save = v;
+    else if (k == "--dump") trainer_run.dump = v;
     else {
       std::fprintf(stderr, "error: unknown argument %s\n", k.c_str());
       return 1;
@@ -109,6 +151,7 @@ int main(int argc, char** argv) {
         return 0;
       }
     }
+    if (!trainer_run.config.empty()) return run_trainer(trainer_run, steps, pg.get());
     const test::TinyLmShape shape;
     auto primary = test::make_tiny_lm(shape, seed);
     torch::optim::AdamW opt(primary->parameters(), torch::optim::AdamWOptions(1e-2));
