@@ -80,10 +80,12 @@ CoordinatorConfig read_coordinator_config(const std::filesystem::path& path,
   c.start_sites = r.get_int("coordinator.start_sites", c.start_sites, 0, 10000);
   c.start_timeout_s = r.get_positive("coordinator.start_timeout_s", c.start_timeout_s, 7 * 86400.0);
   c.max_message_mb = r.get_int("coordinator.max_message_mb", c.max_message_mb, 1, 1 << 20);
-  // Defaults: the directory `longhaul certs issue --name coordinator` writes (docs/deployment.md).
-  c.tls.ca_cert = r.get_path("tls.ca_cert", "certs/coordinator/ca.crt");
-  c.tls.cert = r.get_path("tls.cert", "certs/coordinator/coordinator.crt");
-  c.tls.key = r.get_path("tls.key", "certs/coordinator/coordinator.key");
+  // Defaults: the directory `longhaul certs issue --name coordinator` writes (docs/deployment.md),
+  // next to this config file like every relative path in it.
+  const std::filesystem::path certs = path.parent_path() / "certs" / "coordinator";
+  c.tls.ca_cert = r.get_path("tls.ca_cert", certs / "ca.crt");
+  c.tls.cert = r.get_path("tls.cert", certs / "coordinator.crt");
+  c.tls.key = r.get_path("tls.key", certs / "coordinator.key");
   c.model = inner::read_model_config(r);
   c.outer.kind = parse_outer_kind(r.get_enum("outer.optimizer", "nesterov", {"nesterov", "sgdm", "avg"}));
   c.outer.lr = r.get_positive("outer.lr", c.outer.lr, 10.0);

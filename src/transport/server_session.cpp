@@ -161,7 +161,16 @@ net::awaitable<void> serve_plain_session(std::shared_ptr<ChannelServer::Impl> im
     stream.expires_after(impl->options.idle_timeout);
     auto [rd_ec, n] = co_await http::async_read(stream, buffer, parser, kTuple);
     if (rd_ec) {
-      if (rd_ec != http::error::end_of_stream) impl->reject(peer, "bad HTTP request: " + rd_ec.message());
+      if (rd_ec != http::error::end_of_stream && rd_ec != beast::error::timeout) {
+        impl->reject(peer, "bad HTTP request: " + rd_ec.message());
+        // Said in plain text: a TLS client dialling this port by mistake then reports
+        // "wrong version number" instead of a bare closed connection.
+        auto res = text_response(http::status::bad_request, 11, "400 Bad Request: plain HTTP only on this port\n");
+        res.keep_alive(false);
+        res.prepare_payload();
+        stream.expires_after(impl->options.handshake_timeout);
+        co_await http::async_write(stream, res, kTuple);
+      }
       break;
     }
     http::request<http::string_body> req = parser.release();

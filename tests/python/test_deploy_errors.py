@@ -122,7 +122,7 @@ min_sites = 1
 [data]
 path = ""
 """)
-        return name
+        return os.path.join(work, name)
 
     def site_toml(name, site_id, port, tls, extra=""):
         with open(name, "w") as f:
@@ -143,7 +143,7 @@ steps = 10
 batch_size = 2
 threads = 1
 """)
-        return name
+        return os.path.join(work, name)
 
     def last_line(text):
         lines = [l for l in text.strip().splitlines() if l.strip()]
@@ -243,7 +243,7 @@ threads = 1
         ("CA file of another run",
          site_toml("s-ca2.toml", "site-a", port, ("site-a-ca2/ca.crt", "site-a-ca2/site-a.crt", "site-a-ca2/site-a.key")),
          [], f"the coordinator's certificate does not verify against the CA file '{work}/site-a-ca2/ca.crt': "
-             "unable to get local issuer certificate; it was issued by 'Longhaul run CA' (tls.ca_cert"),
+             "self-signed certificate in certificate chain; it was issued by 'Longhaul run CA' (tls.ca_cert"),
         ("name the certificate does not carry",
          site_toml("s-name.toml", "site-a", port, site_files), ["--set", "site.server_name=coord.other"],
          "the coordinator's certificate does not name 'coord.other', the name this site dialled; it names "
@@ -256,7 +256,7 @@ threads = 1
          f"no TLS 1.3 session with wss://127.0.0.1:{dash}/v1/ws"),
     ]
     for name, cfg, extra, expect in cases:
-        run_dir = "run-" + cfg[:-5]
+        run_dir = "run-" + os.path.basename(cfg)[:-5]
         p = run(["site", "--config", cfg, "--run-dir", run_dir] + extra, timeout=120)
         out = p.stdout + p.stderr
         attempts = out.count("trying once more")
