@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "outer/coordinator.h"
+#include "transport/tls_file_check.h"
 
 namespace longhaul::app {
 
@@ -33,6 +34,10 @@ void register_coordinator(CLI::App& app, CommandFn& run) {
     run = [args]() -> int {
       set_log_level(parse_log_level(args->log_level));
       auto cfg = outer::read_coordinator_config(args->config, args->overrides);
+      // Every file checked before the run dir is touched: a failed start leaves no state.
+      transport::check_tls_files(cfg.tls, args->config);
+      if (const auto w = transport::loopback_bind_warning(cfg.bind, cfg.tls.cert); !w.empty())
+        LH_LOG(Warn, "coordinator") << w;
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);
       outer::Coordinator c(std::move(cfg), args->config, args->overrides, args->run_dir);

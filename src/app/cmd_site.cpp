@@ -13,6 +13,7 @@
 #include "inner/process_group.h"
 #include "outer/site_follower.h"
 #include "outer/site_service.h"
+#include "transport/tls_file_check.h"
 
 namespace longhaul::app {
 
@@ -47,6 +48,8 @@ void register_site(CLI::App& app, CommandFn& run) {
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);
       inner::ProcessGroupOptions po = process_group_options(args->group);
+      // Rank 0 talks to the coordinator: its TLS files are checked before the run dir is touched.
+      if (po.rank == 0) transport::check_tls_files(cfg.tls, args->config);
       if (po.world_size == 1) {
         outer::SiteService s(std::move(cfg), dir);
         return s.run();

@@ -46,6 +46,9 @@ void Coordinator::Impl::start_server() {
   o.port = static_cast<uint16_t>(cfg.port);
   o.tls = cfg.tls;
   o.allowed_peers = cfg.allowed_sites;
+  o.allowed_operators = cfg.allowed_operators;  // read-only HTTPS identities (#12)
+  o.plain_http_bind = cfg.dashboard_address;    // optional loopback plain-HTTP GETs
+  o.plain_http_port = static_cast<uint16_t>(cfg.dashboard_port);
   o.max_message_bytes = static_cast<uint64_t>(cfg.max_message_mb) << 20;
   o.max_unhandled_messages = kUnhandledPerConnection;
   server = std::make_unique<transport::ChannelServer>(o);
@@ -85,7 +88,10 @@ void Coordinator::Impl::start_server() {
   });
   server->start();
   write_file_atomic(run_dir / "port", std::to_string(server->port()) + "\n");
-  LH_LOG(Info, "coordinator") << "listening on " << cfg.bind << ":" << server->port() << " (WebSocket + HTTPS)";
+  if (server->plain_http_port() != 0)
+    write_file_atomic(run_dir / "dashboard_port", std::to_string(server->plain_http_port()) + "\n");
+  LH_LOG(Info, "coordinator") << "listening on " << cfg.bind << ":" << server->port()
+                              << " (WebSocket + HTTPS)";
 }
 
 void Coordinator::Impl::pump(std::chrono::milliseconds wait) {

@@ -2,6 +2,8 @@
 
 #include <toml++/toml.h>
 
+#include <boost/asio/ip/address.hpp>
+#include <cstdlib>
 #include <map>
 #include <sstream>
 
@@ -13,7 +15,28 @@ namespace longhaul::outer {
 
 namespace {
 const std::vector<std::string> kEncodings = {"fp32", "bf16", "fp16", "int8", "int4"};
+
+// "127.0.0.1:8080" / "[::1]:8080" -> (address, port); a loopback IP literal is required.
+void parse_dashboard_bind(ConfigReader& r, CoordinatorConfig& c) {
+  const std::string& v = c.dashboard_bind;
+  const auto colon = v.rfind(':');
+  std::string host = colon == std::string::npos ? "" : v.substr(0, colon);
+  const std::string port = colon == std::string::npos ? "" : v.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  boost::system::error_code ec;
+  const auto addr = boost::asio::ip::make_address(host, ec);
+  char* end = nullptr;
+  const long p = port.empty() ? -1 : std::strtol(port.c_str(), &end, 10);
+  if (ec || p < 0 || p > 65535 || (end && *end != '\0'))
+    r.fail("coordinator.dashboard_bind", "\"IP:PORT\" with a loopback IP, e.g. \"127.0.0.1:8080\" (or \"\" for off)");
+  if (!addr.is_loopback())
+    r.fail("coordinator.dashboard_bind",
+           "a loopback address (127.0.0.1 or [::1]): the plain-HTTP listener has no authentication; reach it "
+           "from elsewhere through an SSH tunnel, or use the TLS port with an operator certificate");
+  c.dashboard_address = addr.to_string();
+  c.dashboard_port = p;
 }
+}  // namespace
 
 SyncPolicy read_sync_policy(ConfigReader& r) {
   SyncPolicy p;
@@ -51,12 +74,18 @@ CoordinatorConfig read_coordinator_config(const std::filesystem::path& path,
   c.bind = r.get_string("coordinator.bind", c.bind);
   c.port = r.get_int("coordinator.port", c.port, 0, 65535);
   c.allowed_sites = r.get_string_list("coordinator.allowed_sites", {});
+  c.allowed_operators = r.get_string_list("coordinator.allowed_operators", {});
+  c.dashboard_bind = r.get_string("coordinator.dashboard_bind", "");
+  if (!c.dashboard_bind.empty()) parse_dashboard_bind(r, c);
   c.start_sites = r.get_int("coordinator.start_sites", c.start_sites, 0, 10000);
   c.start_timeout_s = r.get_positive("coordinator.start_timeout_s", c.start_timeout_s, 7 * 86400.0);
   c.max_message_mb = r.get_int("coordinator.max_message_mb", c.max_message_mb, 1, 1 << 20);
-  c.tls.ca_cert = r.get_path("tls.ca_cert", "certs/ca.crt");
-  c.tls.cert = r.get_path("tls.cert", "certs/coordinator.crt");
-  c.tls.key = r.get_path("tls.key", "certs/coordinator.key");
+  // Defaults: the directory `longhaul certs issue --name coordinator` writes (docs/deployment.md),
+  // next to this config file like every relative path in it.
+  const std::filesystem::path certs = path.parent_path() / "certs" / "coordinator";
+  c.tls.ca_cert = r.get_path("tls.ca_cert", certs / "ca.crt");
+  c.tls.cert = r.get_path("tls.cert", certs / "coordinator.crt");
+  c.tls.key = r.get_path("tls.key", certs / "coordinator.key");
   c.model = inner::read_model_config(r);
   c.outer.kind = parse_outer_kind(r.get_enum("outer.optimizer", "nesterov", {"nesterov", "sgdm", "avg"}));
   c.outer.lr = r.get_positive("outer.lr", c.outer.lr, 10.0);

@@ -1,7 +1,8 @@
 // Everything `longhaul coordinator` reads from its TOML file (configs/coordinator.toml
 // documents every key with its default and unit):
-//   [coordinator] run_id, rounds, seed, bind, port, allowed_sites, start_sites, max_message_mb,
-//                 join_timeout_s, max_tokens_per_step, full_theta_per_window, full_theta_window_s
+//   [coordinator] run_id, rounds, seed, bind, port, allowed_sites, allowed_operators,
+//                 dashboard_bind, start_sites, max_message_mb, join_timeout_s, max_tokens_per_step,
+//                 full_theta_per_window, full_theta_window_s
 //   [tls]         ca_cert, cert, key
 //   [model]       the GPT architecture every site builds (inner::read_model_config)
 //   [outer]       optimizer, lr, momentum, aggregation, trim, max_norm_ratio, max_update_ratio
@@ -39,6 +40,12 @@ struct CoordinatorConfig {
   std::string bind = "127.0.0.1";      // listen address
   int64_t port = 7443;                 // TCP port (WebSocket + HTTPS); 0 = ephemeral
   std::vector<std::string> allowed_sites;  // certificate CNs allowed to join; empty = any CA-signed
+  std::vector<std::string> allowed_operators;  // operator-role CNs allowed to read HTTPS routes; empty = any
+  // Optional plain-HTTP, read-only listener for SSH tunnels ("127.0.0.1:8080"); "" = off.
+  // Loopback addresses only (refused otherwise at config time): it has no authentication.
+  std::string dashboard_bind;
+  std::string dashboard_address;       // dashboard_bind's IP ("" = off)
+  int64_t dashboard_port = 0;          // dashboard_bind's port (0 = ephemeral, see <run_dir>/dashboard_port)
   int64_t start_sites = 0;             // sites to wait for before round 0; 0 = sync.min_sites
   double start_timeout_s = 600;        // after this, start round 0 with whoever (>= min_sites) is there
   int64_t max_message_mb = 1024;       // cap on one WebSocket message (MiB)

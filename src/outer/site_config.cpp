@@ -19,9 +19,12 @@ SiteConfig read_site_config(const std::filesystem::path& path,
   c.reconnect_max_s = r.get_positive("site.reconnect_max_s", c.reconnect_max_s, 3600);
   c.follower_ready_timeout_s =
       r.get_positive("site.follower_ready_timeout_s", c.follower_ready_timeout_s, 86400);
-  c.tls.ca_cert = r.get_path("tls.ca_cert", "certs/ca.crt");
-  c.tls.cert = r.get_path("tls.cert", "certs/" + c.id + ".crt");
-  c.tls.key = r.get_path("tls.key", "certs/" + c.id + ".key");
+  // Defaults: the directory `longhaul certs issue --name <id>` writes (docs/deployment.md),
+  // next to this config file like every relative path in it.
+  const std::filesystem::path certs = path.parent_path() / "certs" / c.id;
+  c.tls.ca_cert = r.get_path("tls.ca_cert", certs / "ca.crt");
+  c.tls.cert = r.get_path("tls.cert", certs / (c.id + ".crt"));
+  c.tls.key = r.get_path("tls.key", certs / (c.id + ".key"));
   // The model comes from the coordinator; corpus checks that need it are redone on join.
   inner::GptConfig placeholder;
   c.train.model = placeholder;

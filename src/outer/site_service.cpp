@@ -5,6 +5,9 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iomanip>
+#include <optional>
+#include <random>
 #include <thread>
 
 #include <torch/torch.h>
@@ -68,6 +71,7 @@ struct SiteService::Impl {
   uint64_t last_trained_hash = 0;      // θ_local after the last round's inner steps
   std::chrono::steady_clock::time_point upload_sent{};  // for the wait time reported next round
   double last_wait_s = -1;             // upload sent -> next round_start, seconds (-1: unknown)
+  std::optional<std::chrono::steady_clock::time_point> unreachable_since;  // first failed join attempt
 
   void connect_and_join();
   void handle(const Message& m);
@@ -116,17 +120,56 @@ uint64_t SiteService::Impl::checkpoint_manifest_hash() {
   return 0;
 }
 
+namespace {
+constexpr int kPermanentAttempts = 2;  // a permanent failure seen this often in a row: exit 2
+
+// What to check for each permanent failure: the config keys involved (one clause).
+std::string hint(transport::ConnectFailure k, const SiteConfig& cfg) {
+  using F = transport::ConnectFailure;
+  switch (k) {
+    case F::kRefusedIdentity:
+      return "the coordinator's coordinator.allowed_sites must list '" + cfg.id + "', the CN of tls.cert '" +
+             cfg.tls.cert.string() + "'";
+    case F::kServerNotVerified:
+      return "tls.ca_cert = '" + cfg.tls.ca_cert.string() + "' must be the run's ca.crt, the CA that signed the "
+             "coordinator's certificate";
+    case F::kNameMismatch:
+      return "site.coordinator must use a name or address the coordinator's certificate carries (reissue it with "
+             "--dns/--ip), or set site.server_name to one it carries";
+    case F::kCertificateRejected:
+      return "tls.cert = '" + cfg.tls.cert.string() + "' must be issued by the run's CA (`longhaul certs issue`) "
+             "and be valid now";
+    case F::kProtocol:
+      return "site.coordinator = '" + cfg.coordinator_url + "' must be the coordinator's wss:// address and port";
+    case F::kWrongPath:
+      return "the path of site.coordinator = '" + cfg.coordinator_url + "' must be the coordinator's (default /v1/ws)";
+    case F::kTransient:
+      break;
+  }
+  return {};
+}
+
+// Sleeps up to `d`, waking early when a stop was requested (SIGTERM is answered within 50 ms).
+void interruptible_sleep(std::chrono::duration<double> d) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::nanoseconds>(d);
+  while (std::chrono::steady_clock::now() < until && !g_stop.load()) std::this_thread::sleep_for(Ms(50));
+}
+}  // namespace
+
 void SiteService::Impl::connect_and_join() {
-  double backoff = 0.5;
+  std::mt19937_64 rng(std::random_device{}());
+  double backoff = 0.5;  // seconds, before jitter; doubles up to site.reconnect_max_s
+  int permanent = 0;     // consecutive permanent failures
   while (!g_stop.load()) {
     try {
       transport::ClientOptions o;
       o.url = cfg.coordinator_url;
       o.tls = cfg.tls;
       o.server_name = cfg.server_name;
-      // One attempt per call: the backoff lives here so that Ctrl-C stays responsive.
+      // One attempt per call: the backoff lives here, and SIGTERM interrupts an attempt.
       o.connect_timeout = std::chrono::seconds(static_cast<int64_t>(std::ceil(cfg.connect_timeout_s)));
-      o.retry_deadline = o.connect_timeout;
+      o.retry_deadline = std::chrono::seconds(0);
+      o.interrupted = [] { return g_stop.load(); };
       client = std::make_unique<transport::ChannelClient>(o);
       client->connect();
       client->send(make_hello());
@@ -134,26 +177,45 @@ void SiteService::Impl::connect_and_join() {
                    Ms(static_cast<int64_t>(cfg.connect_timeout_s * 1000));
       while (std::chrono::steady_clock::now() < until && !g_stop.load()) {
         auto m = client->receive(Ms(200));
-        if (!m) continue;
+        if (!m) {
+          if (!client->connected()) throw transport::ChannelError("the connection closed before the welcome");
+          continue;
+        }
         if (m->type == protocol::kRefuse)
           throw UserError("coordinator refused site '" + cfg.id +
                           "': " + m->header.value("reason", std::string("?")));
         if (m->type == protocol::kWelcome) {
           on_welcome(*m);
+          unreachable_since.reset();
           return;
         }
         LH_LOG(Warn, "site") << "ignoring '" << m->type << "' before welcome";
       }
+      if (g_stop.load()) break;
       throw transport::ChannelError("no welcome within " + std::to_string(cfg.connect_timeout_s) + " s");
     } catch (const UserError&) {
       throw;
     } catch (const std::exception& e) {
-      LH_LOG(Warn, "site") << cfg.id << ": cannot join " << cfg.coordinator_url << ": " << e.what()
-                           << "; retrying in " << backoff << " s";
       client.reset();
-      auto until = std::chrono::steady_clock::now() + Ms(static_cast<int64_t>(backoff * 1000));
-      while (std::chrono::steady_clock::now() < until && !g_stop.load())
-        std::this_thread::sleep_for(Ms(50));
+      if (g_stop.load()) break;
+      const auto* ce = dynamic_cast<const transport::ConnectError*>(&e);
+      if (ce != nullptr && ce->permanent()) {
+        const std::string line = cfg.id + ": cannot join " + cfg.coordinator_url + ": " + ce->what() + " (" +
+                                 hint(ce->kind(), cfg) + ")";
+        if (++permanent >= kPermanentAttempts) throw UserError(line);
+        LH_LOG(Warn, "site") << line << "; trying once more in 1 s";
+        interruptible_sleep(std::chrono::seconds(1));
+        continue;
+      }
+      permanent = 0;
+      const auto now = std::chrono::steady_clock::now();
+      if (!unreachable_since) unreachable_since = now;
+      const double delay = backoff * std::uniform_real_distribution<double>(0.5, 1.0)(rng);
+      const auto down = std::chrono::duration_cast<std::chrono::seconds>(now - *unreachable_since).count();
+      LH_LOG(Warn, "site") << cfg.id << ": coordinator " << cfg.coordinator_url << " unreachable for " << down
+                           << " s (" << e.what() << "); retrying in " << std::fixed << std::setprecision(1) << delay
+                           << " s";
+      interruptible_sleep(std::chrono::duration<double>(delay));
       backoff = std::min(backoff * 2, cfg.reconnect_max_s);
     }
   }
@@ -421,7 +483,20 @@ int SiteService::run() {
               << "\n";
     s.metrics.flush();
   }
-  LH_LOG(Info, "site") << s.cfg.id << (s.done ? ": done" : ": stopped") << " at round " << s.round;
+  if (s.done) {
+    LH_LOG(Info, "site") << s.cfg.id << ": done at round " << s.round;
+  } else if (s.run_id.empty()) {
+    std::string why;
+    if (s.unreachable_since)
+      why = " (the coordinator was unreachable for " +
+            std::to_string(std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
+                                                                             *s.unreachable_since)
+                               .count()) +
+            " s)";
+    LH_LOG(Info, "site") << s.cfg.id << ": stopped before joining a run" << why;
+  } else {
+    LH_LOG(Info, "site") << s.cfg.id << ": stopped at round " << s.round << " of run " << s.run_id;
+  }
   return 0;
 }
 

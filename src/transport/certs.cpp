@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs12.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include <unistd.h>
@@ -68,7 +69,7 @@ void save_cert(const fs::path& path, X509* cert) {
 
 KeyPtr load_key(const fs::path& path) {
   BioPtr b(BIO_new_file(path.c_str(), "r"));
-  if (!b) fail("cannot read CA key '" + path.string() + "'");
+  if (!b) fail("cannot read key '" + path.string() + "'");
   KeyPtr k(PEM_read_bio_PrivateKey(b.get(), nullptr, nullptr, nullptr));
   if (!k) fail("'" + path.string() + "' is not a PEM private key");
   return k;
@@ -76,7 +77,7 @@ KeyPtr load_key(const fs::path& path) {
 
 CertPtr load_cert(const fs::path& path) {
   BioPtr b(BIO_new_file(path.c_str(), "r"));
-  if (!b) fail("cannot read CA certificate '" + path.string() + "'");
+  if (!b) fail("cannot read certificate '" + path.string() + "'");
   CertPtr c(PEM_read_bio_X509(b.get(), nullptr, nullptr, nullptr));
   if (!c) fail("'" + path.string() + "' is not a PEM certificate");
   return c;
@@ -94,7 +95,7 @@ void add_ext(X509* cert, X509* issuer, int nid, const std::string& value) {
 
 // A certificate skeleton: random 128-bit serial, subject CN, validity [now-1h, now+days]
 // (or entirely in the past when days <= 0: [now+(days-1)d, now+days d]).
-CertPtr new_cert(const std::string& cn, EVP_PKEY* key, int days) {
+CertPtr new_cert(const std::string& cn, EVP_PKEY* key, int days, const std::string& role = "") {
   CertPtr c(X509_new());
   X509_set_version(c.get(), 2);
   unsigned char serial[16];
@@ -109,6 +110,8 @@ CertPtr new_cert(const std::string& cn, EVP_PKEY* key, int days) {
   X509_gmtime_adj(X509_getm_notAfter(c.get()), static_cast<long>(days) * day);
   X509_NAME* name = X509_get_subject_name(c.get());
   X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("Longhaul"), -1, -1, 0);
+  if (!role.empty())
+    X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(role.c_str()), -1, -1, 0);
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
   X509_set_pubkey(c.get(), key);
   return c;
@@ -142,8 +145,14 @@ IssuedFiles create_ca(const fs::path& dir, int days) {
 }
 
 IssuedFiles issue_cert(const fs::path& ca_dir, const std::string& name, const std::vector<std::string>& dns_names,
-                       const std::vector<std::string>& ips, int days, const fs::path& out_dir) {
+                       const std::vector<std::string>& ips, int days, const fs::path& out_dir,
+                       const std::string& role) {
   check_name(name);
+  if (role != "site" && role != "coordinator" && role != "operator")
+    fail("--role '" + role + "' must be site, coordinator or operator");
+  const bool op = role == "operator";
+  if (op && (!dns_names.empty() || !ips.empty()))
+    fail("an operator certificate is a client identity only: it takes no --dns or --ip");
   KeyPtr ca_key = load_key(ca_dir / "ca.key");
   CertPtr ca_cert = load_cert(ca_dir / "ca.crt");
   std::string san = "DNS:" + name;
@@ -158,12 +167,12 @@ IssuedFiles issue_cert(const fs::path& ca_dir, const std::string& name, const st
     san += ",IP:" + ip;
   }
   KeyPtr key = new_p256_key();
-  CertPtr cert = new_cert(name, key.get(), days);
+  CertPtr cert = new_cert(name, key.get(), days, role);
   X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_cert.get()));
   add_ext(cert.get(), ca_cert.get(), NID_basic_constraints, "critical,CA:FALSE");
   add_ext(cert.get(), ca_cert.get(), NID_key_usage, "critical,digitalSignature");
-  add_ext(cert.get(), ca_cert.get(), NID_ext_key_usage, "serverAuth,clientAuth");
-  add_ext(cert.get(), ca_cert.get(), NID_subject_alt_name, san);
+  add_ext(cert.get(), ca_cert.get(), NID_ext_key_usage, op ? "clientAuth" : "serverAuth,clientAuth");
+  if (!op) add_ext(cert.get(), ca_cert.get(), NID_subject_alt_name, san);
   add_ext(cert.get(), ca_cert.get(), NID_authority_key_identifier, "keyid:always");
   if (X509_sign(cert.get(), ca_key.get(), EVP_sha256()) == 0) fail("cannot sign the certificate for " + name);
   fs::create_directories(out_dir);
@@ -171,7 +180,29 @@ IssuedFiles issue_cert(const fs::path& ca_dir, const std::string& name, const st
   save_key(out.key, key.get());
   save_cert(out.cert, cert.get());
   if (fs::absolute(out.ca_cert) != fs::absolute(ca_dir / "ca.crt")) save_cert(out.ca_cert, ca_cert.get());
-  LH_LOG(Info, "certs") << "issued " << out.cert << " for '" << name << "' SAN " << san << ", " << days << " days";
+  LH_LOG(Info, "certs") << "issued " << out.cert << " for " << role << " '" << name << "'"
+                        << (op ? std::string() : " SAN " + san) << ", " << days << " days";
+  return out;
+}
+
+fs::path write_pkcs12(const IssuedFiles& files, const std::string& name, const std::string& password,
+                      const fs::path& out) {
+  if (password.empty()) fail("a PKCS#12 file needs a non-empty password (browsers ask for it on import)");
+  KeyPtr key = load_key(files.key);
+  CertPtr cert = load_cert(files.cert);
+  CertPtr ca = load_cert(files.ca_cert);
+  STACK_OF(X509)* chain = sk_X509_new_null();
+  sk_X509_push(chain, ca.get());
+  // nid/iter/mac_iter 0 = OpenSSL 3 defaults: AES-256-CBC with PBKDF2, HMAC-SHA256 MAC.
+  PKCS12* p12 = PKCS12_create(password.c_str(), name.c_str(), key.get(), cert.get(), chain, 0, 0, 0, 0, 0);
+  sk_X509_free(chain);  // does not free ca (still owned by its CertPtr)
+  if (p12 == nullptr) fail("cannot build the PKCS#12 bundle for " + name);
+  BioPtr b(BIO_new(BIO_s_mem()));
+  const bool ok = i2d_PKCS12_bio(b.get(), p12) == 1;
+  PKCS12_free(p12);
+  if (!ok) fail("cannot encode the PKCS#12 bundle for " + name);
+  write_private(out, bio_text(b.get()), 0600);
+  LH_LOG(Info, "certs") << "wrote " << out << " (PKCS#12: certificate, key and CA; mode 0600)";
   return out;
 }
 

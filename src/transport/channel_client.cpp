@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <boost/beast/websocket.hpp>
+#include <optional>
 #include <random>
 
 #include "common/error.h"
@@ -55,38 +56,83 @@ std::shared_ptr<Connection> ChannelClient::current() const {
 
 bool ChannelClient::connected() const { return current() != nullptr; }
 
-std::shared_ptr<Connection> ChannelClient::connect_once(std::chrono::steady_clock::time_point deadline) {
+namespace {
+
+struct Outcome {
+  std::shared_ptr<Connection> conn;
+  std::optional<ConnectError> error;
+};
+
+// One attempt: TCP + TLS + WebSocket within `budget`. Everything it needs is a parameter (copied
+// into the coroutine frame): an interrupted connect() returns while the attempt is still
+// suspended, and the attempt must not point into that caller's stack. Every step completes with
+// an error code (as_tuple), so nothing Boost throws reaches the user: the message comes from
+// classify_*() and the raw error stays in ConnectError::detail().
+net::awaitable<Outcome> attempt_once(net::io_context& ioc, net::ssl::context& ssl_ctx, std::string host,
+                                     std::string port, std::string path, std::string server_name,
+                                     uint64_t max_message_bytes, ConnectionLimits limits,
+                                     std::chrono::steady_clock::duration budget, ConnectContext ctx) {
+  constexpr auto kTuple = net::as_tuple(net::use_awaitable);
+  auto exec = net::make_strand(ioc);
+  tcp::resolver resolver(exec);
+  auto [rs_ec, results] = co_await resolver.async_resolve(host, port, kTuple);
+  if (rs_ec) co_return Outcome{nullptr, classify_connect_error(rs_ec, nullptr, ctx)};
+  TlsStream stream(beast::tcp_stream(exec), ssl_ctx);
+  auto& tcp_layer = beast::get_lowest_layer(stream);
+  tcp_layer.expires_after(budget);
+  ctx.step = "TCP connect";
+  auto [cn_ec, ep] = co_await tcp_layer.async_connect(results, kTuple);
+  if (cn_ec) co_return Outcome{nullptr, classify_connect_error(cn_ec, nullptr, ctx)};
+  boost::system::error_code opt_ec;
+  tcp_layer.socket().set_option(tcp::no_delay(true), opt_ec);
+  set_client_peer_name(stream.native_handle(), server_name);
+  ctx.step = "TLS handshake";
+  auto [hs_ec] = co_await stream.async_handshake(net::ssl::stream_base::client, kTuple);
+  if (hs_ec) co_return Outcome{nullptr, classify_connect_error(hs_ec, stream.native_handle(), ctx)};
+  const std::string server_id = peer_identity(stream.native_handle());
+  WsStream ws(std::move(stream));
+  websocket::permessage_deflate pmd;  // off: our codec compresses
+  pmd.client_enable = false;
+  pmd.server_enable = false;
+  ws.set_option(pmd);
+  ws.read_message_max(max_message_bytes);
+  ctx.step = "WebSocket handshake";
+  websocket::response_type res;
+  auto [ws_ec] = co_await ws.async_handshake(res, host + ":" + port, path, kTuple);
+  if (ws_ec == websocket::error::upgrade_declined) {
+    // The server's reason: its X-Longhaul-Refusal header, else the body (bounded by classify).
+    std::string reason(res[kRefusalHeader]);
+    if (reason.empty()) reason = res.body();
+    co_return Outcome{nullptr, classify_upgrade_refusal(static_cast<int>(res.result_int()), reason, ctx)};
+  }
+  if (ws_ec) co_return Outcome{nullptr, classify_connect_error(ws_ec, ws.next_layer().native_handle(), ctx)};
+  beast::get_lowest_layer(ws).expires_never();
+  const std::string address = ep.address().to_string() + ":" + std::to_string(ep.port());
+  co_return Outcome{std::make_shared<Connection>(std::move(ws), server_id, address, limits), std::nullopt};
+}
+
+}  // namespace
+
+std::shared_ptr<Connection> ChannelClient::connect_once() {
   ++attempts_;
-  (void)deadline;  // each attempt gets the full connect_timeout; the deadline bounds retries
   const std::chrono::steady_clock::duration budget = options_.connect_timeout;
-  auto attempt = [this, budget]() -> net::awaitable<std::shared_ptr<Connection>> {
-    auto exec = net::make_strand(ioc_);
-    tcp::resolver resolver(exec);
-    const auto results = co_await resolver.async_resolve(host_, port_, net::use_awaitable);
-    TlsStream stream(beast::tcp_stream(exec), *ssl_ctx_);
-    auto& tcp_layer = beast::get_lowest_layer(stream);
-    tcp_layer.expires_after(budget);
-    const auto ep = co_await tcp_layer.async_connect(results, net::use_awaitable);
-    tcp_layer.socket().set_option(tcp::no_delay(true));
-    set_client_peer_name(stream.native_handle(), options_.server_name);
-    co_await stream.async_handshake(net::ssl::stream_base::client, net::use_awaitable);
-    const std::string server_id = peer_identity(stream.native_handle());
-    WsStream ws(std::move(stream));
-    websocket::permessage_deflate pmd;  // off: our codec compresses
-    pmd.client_enable = false;
-    pmd.server_enable = false;
-    ws.set_option(pmd);
-    ws.read_message_max(options_.max_message_bytes);
-    co_await ws.async_handshake(host_ + ":" + port_, path_, net::use_awaitable);
-    beast::get_lowest_layer(ws).expires_never();
-    const std::string address = ep.address().to_string() + ":" + std::to_string(ep.port());
-    co_return std::make_shared<Connection>(std::move(ws), server_id, address,
-                                           connection_limits(options_, options_.connect_timeout));
-  };
-  auto fut = net::co_spawn(ioc_, attempt(), net::use_future);
-  if (fut.wait_for(budget + std::chrono::seconds(2)) != std::future_status::ready)
-    throw ChannelError("connect attempt did not finish in time");  // the tcp_stream timeout should fire first
-  auto conn = fut.get();  // rethrows the attempt's error
+  ConnectContext ctx{options_.url, options_.server_name, options_.tls.ca_cert.string(), "resolve"};
+  auto fut = net::co_spawn(ioc_,
+                           attempt_once(ioc_, *ssl_ctx_, host_, port_, path_, options_.server_name,
+                                        options_.max_message_bytes,
+                                        connection_limits(options_, options_.connect_timeout), budget, ctx),
+                           net::use_future);
+  // The tcp_stream timeout ends the attempt; the extra 2 s only guard against a stuck strand.
+  const auto give_up = std::chrono::steady_clock::now() + budget + std::chrono::seconds(2);
+  while (fut.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+    if (options_.interrupted && options_.interrupted())
+      throw ConnectError(ConnectFailure::kTransient, "interrupted");  // the attempt dies with ioc_
+    if (std::chrono::steady_clock::now() > give_up)
+      throw ConnectError(ConnectFailure::kTransient, "connect attempt did not finish in time");
+  }
+  Outcome out = fut.get();  // rethrows only what is not a connection failure (UserError, bad_alloc)
+  if (out.error) throw *out.error;
+  auto conn = std::move(out.conn);
   conn->start(
       [this](std::shared_ptr<Connection>, Message m) {
         std::lock_guard lock(mu_);
@@ -126,26 +172,36 @@ void ChannelClient::connect() {
   auto backoff = options_.backoff_initial;
   for (int attempt = 1;; ++attempt) {
     std::string why;
+    std::optional<ConnectError> last;
     try {
-      auto c = connect_once(deadline);
+      auto c = connect_once();
       std::lock_guard lock(mu_);
       conn_ = std::move(c);
       LH_LOG(Info, "channel") << "connected to " << options_.url << " (attempt " << attempt << ")";
       return;
-    } catch (const std::exception& e) {
+    } catch (const ConnectError& e) {
+      if (!e.detail().empty()) LH_LOG(Debug, "channel") << e.detail();
+      if (e.permanent() || std::string(e.what()) == "interrupted") throw;
       why = e.what();
+      last = e;
     }
     const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline && attempt == 1) throw *last;  // one attempt only: its own words
     if (now >= deadline)
-      throw ChannelError("cannot connect to " + options_.url + " after " + std::to_string(attempt) +
-                         " attempt(s): " + why);
-    // Full jitter in [backoff/2, backoff]: spreads reconnect storms after a coordinator restart.
+      throw ConnectError(ConnectFailure::kTransient, "cannot connect to " + options_.url + " after " +
+                                                         std::to_string(attempt) + " attempt(s): " + why);
+    // Jitter in [backoff/2, backoff]: spreads reconnect storms after a coordinator restart.
     std::uniform_real_distribution<double> jitter(0.5, 1.0);
     auto delay = std::chrono::milliseconds(static_cast<int64_t>(backoff.count() * jitter(rng)));
     delay = std::min(delay, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
     LH_LOG(Warn, "channel") << "connect to " << options_.url << " failed (attempt " << attempt << "): " << why
                             << "; retrying in " << delay.count() << " ms";
-    std::this_thread::sleep_for(delay);
+    const auto wake = std::chrono::steady_clock::now() + delay;
+    while (std::chrono::steady_clock::now() < wake) {
+      if (options_.interrupted && options_.interrupted()) throw ConnectError(ConnectFailure::kTransient, "interrupted");
+      std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(
+          std::chrono::milliseconds(50), wake - std::chrono::steady_clock::now()));
+    }
     backoff = std::min(backoff * 2, options_.backoff_max);
   }
 }

@@ -1,5 +1,6 @@
 // A site's one outbound connection to the coordinator: wss://host:port/path with mutual TLS.
-// connect() retries with exponential backoff and full jitter until its deadline; send_reliable()
+// connect() retries transient failures with exponential backoff and jitter until its deadline
+// and throws ConnectError (connect_failure.h) at once on a permanent one; send_reliable()
 // delivers a message exactly once across reconnects (see ChannelServer). Received messages
 // wait in a capped inbox for receive(). Methods are thread-safe.
 #pragma once
@@ -8,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -15,6 +17,7 @@
 #include <string>
 #include <thread>
 
+#include "transport/connect_failure.h"
 #include "transport/connection.h"
 #include "transport/tls_context.h"
 
@@ -34,6 +37,9 @@ struct ClientOptions {
   std::chrono::milliseconds backoff_max{10000};     // retry delay cap
   uint64_t rate_limit_bytes_per_s = 0;              // WAN emulation: send pacing, 0 = off
   std::chrono::milliseconds added_latency{0};       // WAN emulation: one-way latency per message
+  // Polled every 50 ms while connect() waits (an attempt or a backoff); true = give up at once
+  // with ConnectError "interrupted" (a site's SIGTERM). Empty = never.
+  std::function<bool()> interrupted;
 };
 
 class ChannelClient {
@@ -43,8 +49,9 @@ class ChannelClient {
   ChannelClient(const ChannelClient&) = delete;
   ChannelClient& operator=(const ChannelClient&) = delete;
 
-  // Connects (no-op when connected), retrying with backoff; throws ChannelError naming the
-  // last failure once retry_deadline has passed.
+  // Connects (no-op when connected), retrying transient failures with backoff; throws
+  // ConnectError naming the failure: at once when it is permanent (is_permanent(kind)), else
+  // once retry_deadline has passed, or when options.interrupted() turns true.
   void connect();
   // Queues m on the current connection; throws ChannelError when not connected / queue full.
   void send(Message m);
@@ -59,7 +66,8 @@ class ChannelClient {
   int attempts() const { return attempts_.load(); }
 
  private:
-  std::shared_ptr<Connection> connect_once(std::chrono::steady_clock::time_point deadline);
+  // One attempt (TCP + TLS + WebSocket within connect_timeout); throws ConnectError.
+  std::shared_ptr<Connection> connect_once();
   std::shared_ptr<Connection> current() const;
 
   ClientOptions options_;

@@ -23,9 +23,28 @@ void ChannelServer::Impl::reject(const std::string& peer, const std::string& rea
   if (on_reject) on_reject(peer, reason);
 }
 
-bool ChannelServer::Impl::allowed(const std::string& peer_id) const {
-  if (options.allowed_peers.empty()) return true;
-  return std::find(options.allowed_peers.begin(), options.allowed_peers.end(), peer_id) != options.allowed_peers.end();
+namespace {
+bool listed(const std::vector<std::string>& list, const std::string& id) {
+  return list.empty() || std::find(list.begin(), list.end(), id) != list.end();
+}
+}  // namespace
+
+ChannelServer::Impl::Access ChannelServer::Impl::access(const std::string& peer_id, const std::string& role) const {
+  Access a;
+  if (peer_id.empty()) {
+    a.reason = "the certificate carries no identity (CN)";
+    return a;
+  }
+  std::lock_guard lock(acl_mu);
+  if (role == kOperatorRole) {
+    a.read = listed(allowed_operators, peer_id);
+    a.reason = a.read ? "operator identity '" + peer_id + "' is read-only: it cannot join rounds"
+                      : "operator identity '" + peer_id + "' is not on the operator allow-list";
+    return a;
+  }
+  a.read = a.join = listed(allowed_peers, peer_id);
+  if (!a.join) a.reason = "certificate identity '" + peer_id + "' is not on the allow-list";
+  return a;
 }
 
 ConnectionLimits ChannelServer::Impl::limits() const {
@@ -104,11 +123,12 @@ void ChannelServer::Impl::deliver(std::shared_ptr<Connection> c, Message m) {
 
 namespace {
 
-net::awaitable<void> accept_loop(std::shared_ptr<ChannelServer::Impl> impl) {
+net::awaitable<void> accept_loop(std::shared_ptr<ChannelServer::Impl> impl, bool plain) {
+  auto& acceptor = plain ? impl->plain_acceptor : impl->acceptor;
   for (;;) {
     tcp::socket socket(net::make_strand(impl->ioc));
     boost::system::error_code ec;
-    co_await impl->acceptor.async_accept(socket, net::redirect_error(net::use_awaitable, ec));
+    co_await acceptor.async_accept(socket, net::redirect_error(net::use_awaitable, ec));
     if (ec == net::error::operation_aborted || impl->stopped) co_return;
     if (ec) {
       LH_LOG(Warn, "channel") << "accept failed: " << ec.message();
@@ -122,7 +142,10 @@ net::awaitable<void> accept_loop(std::shared_ptr<ChannelServer::Impl> impl) {
       continue;  // socket closes on scope exit
     }
     auto exec = socket.get_executor();
-    net::co_spawn(exec, serve_session(impl, std::move(socket)), net::detached);
+    if (plain)
+      net::co_spawn(exec, serve_plain_session(impl, std::move(socket)), net::detached);
+    else
+      net::co_spawn(exec, serve_session(impl, std::move(socket)), net::detached);
   }
 }
 
@@ -132,6 +155,13 @@ ChannelServer::ChannelServer(ServerOptions options) {
   if (options.threads < 1) throw UserError("channel server: threads must be >= 1");
   if (options.max_message_bytes < 1024) throw UserError("channel server: max_message_bytes must be >= 1024");
   if (options.ws_path.empty() || options.ws_path[0] != '/') throw UserError("channel server: ws_path must start with '/'");
+  if (!options.plain_http_bind.empty()) {
+    boost::system::error_code ec;
+    const auto a = net::ip::make_address(options.plain_http_bind, ec);
+    if (ec || !a.is_loopback())
+      throw UserError("channel server: the plain-HTTP listener '" + options.plain_http_bind +
+                      "' must be a loopback IP address (127.0.0.1 or ::1): it has no authentication");
+  }
   impl_ = std::make_shared<Impl>(std::move(options));
 }
 
@@ -158,7 +188,21 @@ void ChannelServer::start() {
     throw UserError("channel server: cannot bind " + impl_->options.bind + ":" + std::to_string(impl_->options.port) +
                     ": " + ec.message());
   a.listen(net::socket_base::max_listen_connections);
-  net::co_spawn(impl_->ioc, accept_loop(impl_), net::detached);
+  net::co_spawn(impl_->ioc, accept_loop(impl_, false), net::detached);
+  if (!impl_->options.plain_http_bind.empty()) {
+    const tcp::endpoint pep(net::ip::make_address(impl_->options.plain_http_bind), impl_->options.plain_http_port);
+    auto& p = impl_->plain_acceptor;
+    p.open(pep.protocol());
+    p.set_option(net::socket_base::reuse_address(true));
+    p.bind(pep, ec);
+    if (ec)
+      throw UserError("channel server: cannot bind the plain-HTTP listener " + impl_->options.plain_http_bind + ":" +
+                      std::to_string(impl_->options.plain_http_port) + ": " + ec.message());
+    p.listen(net::socket_base::max_listen_connections);
+    net::co_spawn(impl_->ioc, accept_loop(impl_, true), net::detached);
+    LH_LOG(Info, "channel") << "plain-HTTP GET routes (no TLS, read-only) on " << impl_->options.plain_http_bind
+                            << ":" << plain_http_port();
+  }
   for (int i = 0; i < impl_->options.threads; ++i)
     impl_->threads.emplace_back([impl = impl_] {
       pthread_setname_np(pthread_self(), "lh-server-io");  // names show in top -H, perf, gdb
@@ -178,6 +222,7 @@ void ChannelServer::stop() {
   net::post(impl_->ioc, [impl = impl_] {
     boost::system::error_code ec;
     impl->acceptor.close(ec);
+    impl->plain_acceptor.close(ec);
   });
   {
     std::lock_guard lock(impl_->mu);
@@ -199,6 +244,36 @@ void ChannelServer::stop() {
 void ChannelServer::drop_connections(const std::string& reason) {
   std::lock_guard lock(impl_->mu);
   for (const auto& c : impl_->conns) c->abort(reason);
+}
+
+std::size_t ChannelServer::set_allowed_peers(std::vector<std::string> peers) {
+  {
+    std::lock_guard lock(impl_->acl_mu);
+    impl_->allowed_peers = std::move(peers);
+  }
+  std::vector<std::shared_ptr<Connection>> revoked;
+  {
+    std::lock_guard lock(impl_->mu);
+    for (const auto& c : impl_->conns)
+      if (!impl_->access(c->peer_id(), "").join) revoked.push_back(c);
+  }
+  for (const auto& c : revoked) {
+    const std::string why = "identity '" + c->peer_id() + "' was removed from the allow-list";
+    LH_LOG(Warn, "channel") << "closing '" << c->peer_id() << "' (" << c->peer_address() << "): " << why;
+    c->close(why);
+  }
+  return revoked.size();
+}
+
+void ChannelServer::set_allowed_operators(std::vector<std::string> operators) {
+  std::lock_guard lock(impl_->acl_mu);
+  impl_->allowed_operators = std::move(operators);
+}
+
+uint16_t ChannelServer::plain_http_port() const {
+  if (!impl_->plain_acceptor.is_open()) return 0;
+  boost::system::error_code ec;
+  return impl_->plain_acceptor.local_endpoint(ec).port();
 }
 
 std::size_t ChannelServer::connection_count() const {

@@ -1,8 +1,15 @@
 // The coordinator's single port: TLS 1.3 with mutual authentication, serving WebSocket
 // upgrades on ws_path (framed Messages, see message.h) and plain HTTPS routes (route table).
-// A client is admitted only if its certificate chains to the run's CA and its identity (CN)
-// is on allowed_peers (empty = any certificate from the CA). Every refusal is logged with the
-// peer and the reason, and reported to on_reject.
+// A client must present a certificate that chains to the run's CA (else the TLS handshake
+// fails). Then its identity (CN) and role (subject OU, see tls_context.h) decide what it may do:
+//   site/coordinator certificates on allowed_peers (empty = any): WebSocket and HTTPS routes;
+//   operator certificates on allowed_operators (empty = any): HTTPS routes only (read-only);
+// anything else completes the handshake and gets HTTP 403 whose body (and X-Longhaul-Refusal
+// header) says why, so the client can tell its user. Every refusal is logged with the peer and
+// the reason, and reported to on_reject. Both lists can be replaced while running.
+//
+// Optionally a plain-HTTP listener (plain_http_bind, loopback only: for SSH tunnels to a
+// dashboard) serves the GET routes and nothing else, without authentication.
 //
 // Exactly-once: a message whose header has a string "idempotency_key" is delivered to
 // on_message at most once per (peer, key) among that peer's last kRememberedKeys keys, and is always
@@ -31,13 +38,17 @@ namespace longhaul::transport {
 inline constexpr std::size_t kRememberedKeys = 4096;  // idempotency keys remembered per peer (FIFO)
 inline constexpr std::size_t kMaxIdempotencyKeyBytes = 256;
 inline constexpr const char* kAckType = "__ack";
+inline constexpr const char* kRefusalHeader = "X-Longhaul-Refusal";  // the reason of a 403, one line
 
 struct ServerOptions {
   std::string bind = "127.0.0.1";                  // listen address
   uint16_t port = 0;                               // 0 = ephemeral (see port())
   std::string ws_path = "/v1/ws";                  // WebSocket endpoint
   TlsFiles tls;                                    // CA, server cert, server key
-  std::vector<std::string> allowed_peers;          // certificate CNs admitted; empty = any from the CA
+  std::vector<std::string> allowed_peers;          // site CNs admitted (rounds + HTTPS); empty = any
+  std::vector<std::string> allowed_operators;      // operator CNs admitted (HTTPS GET only); empty = any
+  std::string plain_http_bind;                     // loopback IP for plain-HTTP GETs; empty = off
+  uint16_t plain_http_port = 0;                    // its port; 0 = ephemeral (see plain_http_port())
   uint64_t max_message_bytes = 1ull << 30;         // per wire message, bytes
   uint64_t max_queued_bytes = 2ull << 30;          // per connection send queue, bytes
   std::size_t max_connections = 256;               // concurrent connections (incl. HTTPS)
@@ -77,6 +88,13 @@ class ChannelServer {
   // Abortively drops every WebSocket connection (operator kick, fault injection in tests).
   void drop_connections(const std::string& reason);
   std::size_t connection_count() const;
+  // Replaces the site allow-list (thread-safe, any time): new connections are judged by it, and
+  // open WebSocket connections of identities no longer allowed are closed with the reason.
+  // Returns how many were closed.
+  std::size_t set_allowed_peers(std::vector<std::string> peers);
+  // Replaces the operator allow-list (thread-safe); operators hold no WebSocket connections.
+  void set_allowed_operators(std::vector<std::string> operators);
+  uint16_t plain_http_port() const;  // the plain-HTTP listener's bound port; 0 when off
 
   // Internal (used by the session code).
   struct Impl;

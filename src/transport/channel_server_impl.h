@@ -11,12 +11,17 @@
 namespace longhaul::transport {
 
 struct ChannelServer::Impl : std::enable_shared_from_this<ChannelServer::Impl> {
-  explicit Impl(ServerOptions o) : options(std::move(o)), ssl_ctx(make_server_tls_context(options.tls)), acceptor(ioc) {}
+  explicit Impl(ServerOptions o)
+      : options(std::move(o)), ssl_ctx(make_server_tls_context(options.tls)), acceptor(ioc), plain_acceptor(ioc) {
+    allowed_peers = options.allowed_peers;
+    allowed_operators = options.allowed_operators;
+  }
 
   ServerOptions options;
   boost::asio::io_context ioc;
   boost::asio::ssl::context ssl_ctx;
   boost::asio::ip::tcp::acceptor acceptor;
+  boost::asio::ip::tcp::acceptor plain_acceptor;   // plain-HTTP GETs (open only when configured)
   HttpRouteTable routes;
   std::vector<std::thread> threads;
   std::atomic<bool> stopped{false};
@@ -35,8 +40,18 @@ struct ChannelServer::Impl : std::enable_shared_from_this<ChannelServer::Impl> {
   };
   std::map<std::string, RememberedKeys> keys;      // by peer id: no peer can evict another's
 
+  mutable std::mutex acl_mu;                       // guards the two allow-lists
+  std::vector<std::string> allowed_peers, allowed_operators;
+
+  // What an authenticated identity may do; `reason` says why not (for the 403 and the log).
+  struct Access {
+    bool read = false;  // HTTPS routes
+    bool join = false;  // the WebSocket endpoint
+    std::string reason;
+  };
+  Access access(const std::string& peer_id, const std::string& role) const;
+
   void reject(const std::string& peer, const std::string& reason);
-  bool allowed(const std::string& peer_id) const;
   ConnectionLimits limits() const;
   // Registers a new WebSocket connection and starts it.
   void adopt(std::shared_ptr<Connection> c);

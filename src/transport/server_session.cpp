@@ -24,6 +24,26 @@ struct SessionCount {
   std::atomic<std::size_t>& n_;
 };
 
+http::response<http::string_body> text_response(http::status status, unsigned version, std::string body) {
+  http::response<http::string_body> res{status, version};
+  res.set(http::field::content_type, "text/plain; charset=utf-8");
+  res.body() = std::move(body);
+  return res;
+}
+
+// HTTP 403 carrying the reason in the body and in one header line (a WebSocket client may
+// not read the body of a declined upgrade). The connection closes after it.
+http::response<http::string_body> refusal(unsigned version, const std::string& reason) {
+  std::string line = reason;  // may quote a certificate CN: no control characters in a header
+  for (char& ch : line)
+    if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';
+  auto res = text_response(http::status::forbidden, version, "403 Forbidden: " + line + "\n");
+  res.set(kRefusalHeader, line);
+  res.keep_alive(false);
+  res.prepare_payload();
+  return res;
+}
+
 HttpRequest to_request(const http::request<http::string_body>& req, const std::string& peer_id) {
   HttpRequest r;
   r.method = std::string(req.method_string());
@@ -57,32 +77,41 @@ net::awaitable<void> serve_session(std::shared_ptr<ChannelServer::Impl> impl, tc
     co_return;
   }
   const std::string peer_id = peer_identity(stream.native_handle());
+  const std::string role = peer_role(stream.native_handle());
   const std::string peer = "'" + peer_id + "' (" + address + ")";
-  if (peer_id.empty() || !impl->allowed(peer_id)) {
-    impl->reject(peer, "certificate identity '" + peer_id + "' is not on the allow-list");
-    tcp_layer.expires_after(std::chrono::seconds(2));
-    co_await stream.async_shutdown(kTuple);
-    co_return;
-  }
-
+  // Judged per request: the allow-lists may change while a keep-alive connection is open.
+  const bool read_only = role == kOperatorRole;
   beast::flat_buffer buffer;
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.body_limit(kMaxHttpBodyBytes);
     parser.header_limit(kMaxHttpHeaderBytes);
-    tcp_layer.expires_after(impl->options.idle_timeout);
+    const auto acc = impl->access(peer_id, role);
+    tcp_layer.expires_after(acc.read ? impl->options.idle_timeout : impl->options.handshake_timeout);
     auto [rd_ec, n] = co_await http::async_read(stream, buffer, parser, kTuple);
     if (rd_ec) {
-      if (rd_ec != http::error::end_of_stream && rd_ec != net::ssl::error::stream_truncated)
+      if (!acc.read)
+        impl->reject(peer, acc.reason + " (it sent no request)");
+      else if (rd_ec != http::error::end_of_stream && rd_ec != net::ssl::error::stream_truncated)
         impl->reject(peer, "bad HTTP request: " + rd_ec.message());
       break;
     }
     http::request<http::string_body> req = parser.release();
-    if (websocket::is_upgrade(req)) {
+    const bool upgrade = websocket::is_upgrade(req);
+    const bool write = req.method() != http::verb::get && req.method() != http::verb::head;
+    if (upgrade ? !acc.join : (!acc.read || (read_only && write))) {
+      const std::string why = acc.read && !upgrade ? acc.reason + " (" + std::string(req.method_string()) + " refused)"
+                                                   : acc.reason;
+      impl->reject(peer, why);
+      tcp_layer.expires_after(impl->options.handshake_timeout);
+      co_await http::async_write(stream, refusal(req.version(), why), kTuple);
+      break;
+    }
+    if (upgrade) {
       if (req.target() != impl->options.ws_path) {
         impl->reject(peer, "WebSocket upgrade on unknown path '" + std::string(req.target()) + "'");
-        http::response<http::string_body> res{http::status::not_found, req.version()};
-        res.body() = "no WebSocket endpoint here\n";
+        auto res = text_response(http::status::not_found, req.version(), "no WebSocket endpoint here\n");
+        res.keep_alive(false);
         res.prepare_payload();
         co_await http::async_write(stream, res, kTuple);
         break;
@@ -115,6 +144,56 @@ net::awaitable<void> serve_session(std::shared_ptr<ChannelServer::Impl> impl, tc
   }
   tcp_layer.expires_after(std::chrono::seconds(2));
   co_await stream.async_shutdown(kTuple);
+}
+
+net::awaitable<void> serve_plain_session(std::shared_ptr<ChannelServer::Impl> impl, tcp::socket socket) {
+  SessionCount count(impl->sessions);
+  boost::system::error_code ec;
+  const auto ep = socket.remote_endpoint(ec);
+  const std::string peer = "plain-HTTP client " + (ec ? std::string("unknown") : ep.address().to_string() + ":" +
+                                                                                  std::to_string(ep.port()));
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(kMaxHttpBodyBytes);
+    parser.header_limit(kMaxHttpHeaderBytes);
+    stream.expires_after(impl->options.idle_timeout);
+    auto [rd_ec, n] = co_await http::async_read(stream, buffer, parser, kTuple);
+    if (rd_ec) {
+      if (rd_ec != http::error::end_of_stream && rd_ec != beast::error::timeout) {
+        impl->reject(peer, "bad HTTP request: " + rd_ec.message());
+        // Said in plain text: a TLS client dialling this port by mistake then reports
+        // "wrong version number" instead of a bare closed connection.
+        auto res = text_response(http::status::bad_request, 11, "400 Bad Request: plain HTTP only on this port\n");
+        res.keep_alive(false);
+        res.prepare_payload();
+        stream.expires_after(impl->options.handshake_timeout);
+        co_await http::async_write(stream, res, kTuple);
+      }
+      break;
+    }
+    http::request<http::string_body> req = parser.release();
+    http::response<http::string_body> res;
+    if (req.method() != http::verb::get || websocket::is_upgrade(req)) {
+      // Read-only: no WebSocket, no POST, whatever routes the TLS port may grow.
+      res = text_response(http::status::method_not_allowed, req.version(),
+                          "405 Method Not Allowed: the plain-HTTP listener serves GET routes only\n");
+      res.set(http::field::allow, "GET");
+      res.keep_alive(false);
+    } else {
+      const HttpResponse out = impl->routes.dispatch(to_request(req, ""));
+      res = http::response<http::string_body>{static_cast<http::status>(out.status), req.version()};
+      res.set(http::field::content_type, out.content_type);
+      res.body() = out.body;
+      res.keep_alive(req.keep_alive());
+    }
+    res.prepare_payload();
+    stream.expires_after(impl->options.handshake_timeout);
+    auto [wr_ec, wn] = co_await http::async_write(stream, res, kTuple);
+    if (wr_ec || !res.keep_alive()) break;
+  }
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 
 }  // namespace longhaul::transport

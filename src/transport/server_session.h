@@ -1,6 +1,6 @@
-// One accepted TCP connection on the server: TLS handshake (with timeout), identity and
-// allow-list check, then HTTP requests (keep-alive) until a WebSocket upgrade hands the stream
-// to a Connection.
+// One accepted TCP connection on the server: TLS handshake (with timeout), identity and role,
+// then HTTP requests (keep-alive), each judged against the allow-lists (HTTP 403 with the reason
+// when refused), until a WebSocket upgrade hands the stream to a Connection.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -12,5 +12,9 @@ namespace longhaul::transport {
 
 boost::asio::awaitable<void> serve_session(std::shared_ptr<ChannelServer::Impl> impl,
                                            boost::asio::ip::tcp::socket socket);
+
+// One connection on the optional plain-HTTP listener: GET routes only, no identity.
+boost::asio::awaitable<void> serve_plain_session(std::shared_ptr<ChannelServer::Impl> impl,
+                                                 boost::asio::ip::tcp::socket socket);
 
 }  // namespace longhaul::transport

@@ -6,8 +6,10 @@
 #include <boost/asio/ssl/context.hpp>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 typedef struct ssl_st SSL;
+typedef struct x509_st X509;
 
 namespace longhaul::transport {
 
@@ -30,6 +32,24 @@ void set_client_peer_name(SSL* ssl, const std::string& server_name);
 // The peer's identity: its certificate's subject CN (falls back to the first DNS SAN).
 // Empty when the peer presented no certificate.
 std::string peer_identity(SSL* ssl);
+
+// The role a certificate grants, from its subject OU (written by `longhaul certs issue --role`):
+// "operator" = read-only HTTP access; anything else (or no OU) = a site or the coordinator.
+inline constexpr const char* kOperatorRole = "operator";
+std::string peer_role(SSL* ssl);  // the peer certificate's OU, "" when none
+
+// The names a certificate carries, for messages: "CN", then "DNS:x" and "IP:a" SANs, joined
+// with ", " by join_names().
+std::vector<std::string> certificate_names(X509* cert);
+std::string join_names(const std::vector<std::string>& names);
+
+// What the client's verify callback saw of a server certificate that failed verification
+// (empty when verification passed or no certificate was seen): its names and its issuer CN.
+struct VerifyFailure {
+  std::string names;   // "coordinator, DNS:localhost, IP:127.0.0.1"
+  std::string issuer;  // issuer CN of the leaf
+};
+VerifyFailure verify_failure(SSL* ssl);
 
 // Human-readable reason for a failed handshake: the OpenSSL error plus, when the chain was
 // rejected, the X509 verify result ("certificate has expired", ...).

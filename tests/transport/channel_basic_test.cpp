@@ -62,8 +62,10 @@ TEST(Channel, MessagesBothWaysAndHttpsOnTheSamePort) {
   EXPECT_EQ(ok.status, 200);
   EXPECT_EQ(ok.body, "ok site-b");
   EXPECT_EQ(https_get(base + "/nope", test::test_pki().site_b, 5s).status, 404);
-  // HTTPS is authenticated exactly like the WebSocket: an unlisted site gets nothing.
-  EXPECT_THROW(https_get(base + "/healthz", test::test_pki().site_x, 5s), ChannelError);
+  // HTTPS is authenticated exactly like the WebSocket: an unlisted site gets a 403 and why.
+  const auto refused = https_get(base + "/healthz", test::test_pki().site_x, 5s);
+  EXPECT_EQ(refused.status, 403);
+  EXPECT_NE(refused.body.find("'site-x' is not on the allow-list"), std::string::npos) << refused.body;
   client.close();
   server.stop();
 }
@@ -78,8 +80,9 @@ TEST(Channel, ClientVerifiesTheServerName) {
   try {
     client.connect();
     FAIL() << "connected to a server whose certificate does not match";
-  } catch (const ChannelError& e) {
-    EXPECT_NE(std::string(e.what()).find("certificate verify failed"), std::string::npos) << e.what();
+  } catch (const ConnectError& e) {
+    EXPECT_EQ(e.kind(), ConnectFailure::kNameMismatch) << e.what();
+    EXPECT_NE(std::string(e.what()).find("does not name 'evil.example'"), std::string::npos) << e.what();
   }
   o.server_name = "localhost";  // DNS SAN: verified by name, with SNI
   ChannelClient by_name(o);

@@ -37,6 +37,8 @@ const TestPki& test_pki() {
     pki.site_b = files(transport::issue_cert(ca, "site-b", {}, {}, 30, pki.dir / "site-b"));
     pki.site_x = files(transport::issue_cert(ca, "site-x", {}, {}, 30, pki.dir / "site-x"));
     pki.expired = files(transport::issue_cert(ca, "site-a", {}, {}, -1, pki.dir / "expired"));
+    pki.op = files(transport::issue_cert(ca, "ops-alice", {}, {}, 30, pki.dir / "ops-alice", "operator"));
+    pki.op_other = files(transport::issue_cert(ca, "ops-mallory", {}, {}, 30, pki.dir / "ops-mallory", "operator"));
     pki.foreign = files(transport::issue_cert(other, "site-a", {}, {}, 30, pki.dir / "foreign"));
     // The foreign client still trusts the real CA for the server; only its own cert is foreign.
     pki.foreign.ca_cert = ca / "ca.crt";
@@ -48,6 +50,7 @@ transport::ServerOptions server_options() {
   transport::ServerOptions o;
   o.tls = test_pki().server;
   o.allowed_peers = {"site-a", "site-b"};
+  o.allowed_operators = {"ops-alice"};
   o.max_message_bytes = 512ull << 20;
   o.handshake_timeout = std::chrono::seconds(5);
   o.idle_timeout = std::chrono::seconds(30);

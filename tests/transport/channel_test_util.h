@@ -19,12 +19,14 @@ struct TestPki {
   transport::TlsFiles site_x;    // CN site-x, NOT on the allow-list
   transport::TlsFiles foreign;   // CN site-a, but signed by another CA
   transport::TlsFiles expired;   // CN site-a, expired yesterday
+  transport::TlsFiles op;        // CN ops-alice, role operator (allow-listed as an operator)
+  transport::TlsFiles op_other;  // CN ops-mallory, role operator, NOT on the operator allow-list
 };
 
 // Created once per test process under the build dir.
 const TestPki& test_pki();
 
-transport::ServerOptions server_options();  // 127.0.0.1:0, allow-list {site-a, site-b}
+transport::ServerOptions server_options();  // 127.0.0.1:0, allow-list {site-a, site-b}, operators {ops-alice}
 transport::ClientOptions client_options(uint16_t port, const transport::TlsFiles& tls);
 
 // Peak resident set size of this process in bytes (VmHWM), and a reset of that peak.
