@@ -36,8 +36,9 @@ void register_coordinator(CLI::App& app, CommandFn& run) {
       auto cfg = outer::read_coordinator_config(args->config, args->overrides);
       // Every file checked before the run dir is touched: a failed start leaves no state.
       transport::check_tls_files(cfg.tls, args->config);
-      if (const auto w = transport::loopback_bind_warning(cfg.bind, cfg.tls.cert); !w.empty())
+      if (const auto w = transport::loopback_bind_warning(cfg.bind, cfg.tls.cert); !w.empty()) {
         LH_LOG(Warn, "coordinator") << w;
+      }
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);
       outer::Coordinator c(std::move(cfg), args->config, args->overrides, args->run_dir);
