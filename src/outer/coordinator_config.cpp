@@ -22,6 +22,7 @@ SyncPolicy read_sync_policy(ConfigReader& r) {
   p.round_deadline_s = r.get_positive("sync.round_deadline_s", p.round_deadline_s, 7 * 86400.0);
   p.upload_encoding = r.get_enum("sync.upload_encoding", p.upload_encoding, kEncodings);
   p.download_encoding = r.get_enum("sync.download_encoding", p.download_encoding, kEncodings);
+  p.zstd_level = r.get_int("sync.zstd_level", p.zstd_level, 0, 22);
   return p;
 }
 
@@ -37,6 +38,7 @@ std::string describe_change(const SyncPolicy& a, const SyncPolicy& b) {
   item("round_deadline_s", a.round_deadline_s, b.round_deadline_s);
   item("upload_encoding", a.upload_encoding, b.upload_encoding);
   item("download_encoding", a.download_encoding, b.download_encoding);
+  item("zstd_level", a.zstd_level, b.zstd_level);
   return os.str();
 }
 

@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "outer/coordinator_impl.h"
 #include "outer/param_hash.h"
+#include "outer/wire_bytes.h"
 #include "transport/codec.h"
 
 namespace longhaul::outer {
@@ -215,6 +216,7 @@ void Coordinator::Impl::send_round_start(const std::string& site) {
               {"inner_steps", policy.inner_steps},
               {"upload_encoding", policy.upload_encoding},
               {"download_encoding", policy.download_encoding},
+              {"zstd_level", policy.zstd_level},
               {"deadline_s", std::max(0.0, left)},
               {"param_hash", protocol::hex64(theta_pub_hash)},
               // After a reconnect: whether this round already holds the site's upload (then it
@@ -254,11 +256,13 @@ void Coordinator::Impl::on_upload(const std::string& site, const Message& m) {
     return ack(protocol::kLate, to_string(v));
   }
   round_bytes_up += m.payload.size();
+  uint64_t raw_bytes = m.payload.size();  // before zstd; an uninspectable payload counts as sent
   std::optional<std::string> why;
   double norm = std::nan("");
   const double cap = s.decl ? max_tokens(*s.decl, cfg.model.block_size, policy.inner_steps) : 0;
   try {
     const auto info = transport::inspect(m.payload, agg->scratch().size());
+    raw_bytes = raw_payload_bytes(info);
     if (transport::encoding_name(info.encoding) != policy.upload_encoding) {
       why = "encoding " + std::string(transport::encoding_name(info.encoding)) + ", the round asked for " +
             policy.upload_encoding;
@@ -276,6 +280,7 @@ void Coordinator::Impl::on_upload(const std::string& site, const Message& m) {
   } catch (const transport::DecodeError& e) {
     why = std::string("undecodable: ") + e.what();
   }
+  round_bytes_up_raw += raw_bytes;
   round.record(site, !why);
   s.state = "uploaded";
   s.last_round_uploaded = u.tag.round;

@@ -62,6 +62,7 @@ struct Coordinator::Impl {
   std::unique_ptr<ConfigWatcher> watcher;
   Clock::time_point round_started{}, started = Clock::now();
   uint64_t round_bytes_up = 0;
+  uint64_t round_bytes_up_raw = 0;  // the same uploads before zstd (wire_bytes.h)
   SiteRegistry sites;
   int64_t rejected_total = 0, hash_resyncs = 0, protocol_errors_total = 0, internal_errors = 0;
   std::map<std::string, int64_t> protocol_errors_by;  // "site\tlabel" -> count, for /metrics

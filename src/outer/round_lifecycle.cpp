@@ -7,6 +7,7 @@
 #include "outer/coordinator_impl.h"
 #include "outer/parallel_for.h"
 #include "outer/param_hash.h"
+#include "outer/wire_bytes.h"
 #include "transport/codec.h"
 
 namespace longhaul::outer {
@@ -40,10 +41,12 @@ void Coordinator::Impl::open_round() {
   agg->begin_round(theta_pub_norm, static_cast<int>(policy.min_sites));
   round_started = Clock::now();
   round_bytes_up = 0;
+  round_bytes_up_raw = 0;
   snapshot_dirty = true;
   LH_LOG(Info, "coordinator") << "round " << next_round << " open: " << members.size()
                               << " sites, H=" << policy.inner_steps << ", up " << policy.upload_encoding
-                              << ", down " << policy.download_encoding << ", deadline "
+                              << ", down " << policy.download_encoding << ", zstd "
+                              << policy.zstd_level << ", deadline "
                               << policy.round_deadline_s << " s";
   for (const auto& id : members) send_round_start(id);
 }
@@ -60,11 +63,14 @@ void Coordinator::Impl::close_round() {
   // in θ_master − θ_pub and is sent in a later round (error feedback on the download side).
   // Nothing accepted: no step and no update (empty payload), θ stays bitwise unchanged.
   transport::Bytes payload;
+  uint64_t raw_one = 0;  // the result payload's bytes before zstd
   if (applied) {
     parallel_sub(outer->params(), theta_pub, buf);
     transport::CodecOptions o;
     o.encoding = transport::parse_encoding(policy.download_encoding);
+    o.zstd_level = static_cast<int>(policy.zstd_level);
     payload = transport::encode(buf, manifest, o);
+    raw_one = raw_payload_bytes(transport::inspect(payload, n));
     transport::decode(payload, buf, manifest_hash);
     parallel_add_inplace(theta_pub, buf);
     theta_pub_hash = param_hash(theta_pub);
@@ -91,7 +97,9 @@ void Coordinator::Impl::close_round() {
                     {"contributors", contributors},
                     {"param_hash", protocol::hex64(theta_pub_hash)}};
   result->payload = std::move(payload);
+  const uint64_t wire_one = result->payload.size();
   const uint64_t bytes_down = broadcast(result);
+  const uint64_t bytes_down_raw = wire_one ? bytes_down / wire_one * raw_one : 0;
   const double tail_s = seconds_since(t_close);
   const double dur = seconds_since(round_started);
   const bool last = next_round >= cfg.rounds;
@@ -112,6 +120,10 @@ void Coordinator::Impl::close_round() {
                {"inner_steps", policy.inner_steps},
                {"bytes_up", round_bytes_up},
                {"bytes_down", bytes_down},
+               // The same before the lossless stage (equal when sync.zstd_level = 0).
+               {"bytes_up_raw", round_bytes_up_raw},
+               {"bytes_down_raw", bytes_down_raw},
+               {"zstd_level", policy.zstd_level},
                {"dp_bytes", dp_bytes},
                {"duration_s", dur},
                {"tail_s", tail_s},

@@ -228,6 +228,7 @@ void SiteService::Impl::on_round_start(const Message& m) {
   const int64_t H = rs.inner_steps;
   transport::CodecOptions o;
   o.encoding = transport::parse_encoding(rs.upload_encoding);
+  o.zstd_level = rs.zstd_level;  // 0: off; else shuffle + zstd where it saves
   const auto t_compute = std::chrono::steady_clock::now();
   LH_LOG(Info, "site") << cfg.id << ": round " << r << ": training " << H << " steps";
   inner::flat_to_params(*trainer->model(), theta);

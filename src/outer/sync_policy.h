@@ -16,6 +16,10 @@ struct SyncPolicy {
   double round_deadline_s = 600;     // seconds from round start after which a quorum closes it
   std::string upload_encoding = "int8";    // sites -> coordinator: fp32|bf16|fp16|int8|int4
   std::string download_encoding = "fp32";  // coordinator -> sites (published update)
+  // Lossless stage on uploads and round results: 0 = off, 1..22 = byte shuffle + zstd at this
+  // level (a chunk stays compressed only where that saves; see docs/benchmarks.md "zstd on the
+  // wire" for the measured saving and cost that chose the default).
+  int64_t zstd_level = 0;
 
   bool operator==(const SyncPolicy&) const = default;
 };

@@ -105,6 +105,24 @@ TEST(MessageSchema, SiteSideMessages) {
   EXPECT_EQ(parse_run_complete({{"rounds", 5}}), 5);
 }
 
+TEST(MessageSchema, RoundStartZstdLevelIsOptionalAndBounded) {
+  json rs = {{"round", 2},           {"inner_steps", 10},   {"upload_encoding", "int8"},
+             {"download_encoding", "fp32"}, {"deadline_s", 30.0}, {"param_hash", "0123456789abcdef"}};
+  EXPECT_EQ(parse_round_start(rs).zstd_level, 0);  // absent: no lossless stage
+  rs["zstd_level"] = 3;
+  EXPECT_EQ(parse_round_start(rs).zstd_level, 3);
+  rs["zstd_level"] = kMaxZstdLevel;
+  EXPECT_EQ(parse_round_start(rs).zstd_level, kMaxZstdLevel);
+  std::string label;
+  for (json bad : {json(23), json(-1), json("3"), json(2.5), json(int64_t{1} << 40)}) {
+    rs["zstd_level"] = bad;
+    EXPECT_NE(error_of([&] { parse_round_start(rs); }, &label).find("field 'zstd_level': expected an integer in [0, 22]"),
+              std::string::npos)
+        << bad.dump();
+    EXPECT_EQ(label, "round_start.zstd_level");
+  }
+}
+
 TEST(MessageSchema, PrintableEscapesControlCharactersAndCuts) {
   EXPECT_EQ(printable("a\nb\x01"), "a\\x0ab\\x01");
   EXPECT_EQ(printable(std::string(10, 'x'), 4), "xxxx...");
