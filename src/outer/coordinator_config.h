@@ -4,7 +4,7 @@
 //                 join_timeout_s, max_tokens_per_step, full_theta_per_window, full_theta_window_s
 //   [tls]         ca_cert, cert, key
 //   [model]       the GPT architecture every site builds (inner::read_model_config)
-//   [outer]       optimizer, lr, momentum, aggregation, trim, max_norm_ratio, max_update_ratio
+//   [outer]       optimizer, lr, momentum, warmup_rounds, max_update_norm, aggregation, trim, max_norm_ratio, max_update_ratio
 //   [sync]        live-tunable: inner_steps, min_sites, round_deadline_s, *_encoding, zstd_level
 //   [data]        corpus for the held-out evaluation of θ (inner::read_data_config)
 //   [eval]        every_rounds, batches, batch_size

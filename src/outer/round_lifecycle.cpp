@@ -57,6 +57,7 @@ void Coordinator::Impl::close_round() {
   const size_t n = theta_pub.size();
   std::vector<float> buf(n);
   const bool applied = agg->finish(buf);
+  const double outer_lr = outer->next_lr();  // warmup applied
   if (applied) outer->step(buf);
   // Publish: u = θ_master − θ_pub, quantised for download; every replica (this one included)
   // adds exactly the decoded u, so all stay bitwise identical. What quantisation loses stays
@@ -132,6 +133,11 @@ void Coordinator::Impl::close_round() {
                {"elapsed_s", seconds_since(started)},
                {"param_hash", protocol::hex64(theta_pub_hash)}};
   if (!std::isnan(eval)) line["eval_loss"] = eval;
+  if (applied) {  // the outer step: its lr and ‖Δ̄‖₂ before/after outer.max_update_norm
+    line["outer_lr"] = outer_lr;
+    line["delta_norm"] = outer->last_delta_norm();
+    line["delta_norm_clipped"] = outer->last_clipped_norm();
+  }
   // The sites' own held-out losses of θ_r (this round's starting point), weighted by the
   // tokens each evaluated: the run's loss without any data at the coordinator.
   double wsum = 0, lsum = 0;
