@@ -26,6 +26,7 @@
 #include "outer/coordinator.h"
 #include "outer/coordinator_config.h"
 #include "outer/evaluator.h"
+#include "outer/inner_steps_plan.h"
 #include "outer/event_queue.h"
 #include "outer/message_schema.h"
 #include "outer/outer_optimizer.h"
@@ -59,6 +60,13 @@ struct Coordinator::Impl {
   int64_t next_round = 0;
   RoundState round;
   SyncPolicy policy;  // in force for the open round
+  std::map<std::string, int64_t> round_inner_steps;  // H_k of the open round (sync.balance)
+  StepRateTracker step_rates;  // each site's smoothed inner steps per second (accepted uploads)
+  // H_k of `site` in the open round; policy.inner_steps for a site that joined after it opened.
+  int64_t inner_steps_of(const std::string& site) const {
+    auto it = round_inner_steps.find(site);
+    return it == round_inner_steps.end() ? policy.inner_steps : it->second;
+  }
   std::unique_ptr<ConfigWatcher> watcher;
   Clock::time_point round_started{}, started = Clock::now();
   uint64_t round_bytes_up = 0;

@@ -38,6 +38,8 @@ void Coordinator::Impl::open_round() {
   const auto deadline =
       Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(policy.round_deadline_s * 1000));
   round.open(next_round, members, deadline, static_cast<int>(policy.min_sites));
+  round_inner_steps = plan_inner_steps(parse_balance(policy.balance), policy.inner_steps,
+                                       policy.min_inner_steps, members, step_rates.rates());
   agg->begin_round(theta_pub_norm, static_cast<int>(policy.min_sites));
   round_started = Clock::now();
   round_bytes_up = 0;
@@ -48,6 +50,15 @@ void Coordinator::Impl::open_round() {
                               << ", down " << policy.download_encoding << ", zstd "
                               << policy.zstd_level << ", deadline "
                               << policy.round_deadline_s << " s";
+  if (policy.balance != "equal_steps") {
+    std::string plan;
+    for (const auto& [id, h] : round_inner_steps) {
+      auto r = step_rates.rates().find(id);
+      plan += " " + id + "=" + std::to_string(h) +
+              (r == step_rates.rates().end() ? "" : " (" + std::to_string(r->second) + " steps/s)");
+    }
+    LH_LOG(Info, "coordinator") << "round " << next_round << " " << policy.balance << " plan:" << plan;
+  }
   for (const auto& id : members) send_round_start(id);
 }
 
@@ -119,6 +130,7 @@ void Coordinator::Impl::close_round() {
                {"participants", k},
                {"applied", applied},
                {"inner_steps", policy.inner_steps},
+               {"inner_steps_by_site", round_inner_steps},
                {"bytes_up", round_bytes_up},
                {"bytes_down", bytes_down},
                // The same before the lossless stage (equal when sync.zstd_level = 0).
