@@ -217,6 +217,10 @@ void Coordinator::Impl::send_round_start(const std::string& site) {
               {"upload_encoding", policy.upload_encoding},
               {"download_encoding", policy.download_encoding},
               {"zstd_level", policy.zstd_level},
+              // The inner lr schedule follows the run (Trainer::follow_schedule): this round
+              // starts at schedule_steps and covers H steps in this site's H_k steps.
+              {"schedule_step", schedule_steps},
+              {"schedule_stride", static_cast<double>(policy.inner_steps) / static_cast<double>(inner_steps_of(site))},
               {"deadline_s", std::max(0.0, left)},
               {"param_hash", protocol::hex64(theta_pub_hash)},
               // After a reconnect: whether this round already holds the site's upload (then it

@@ -58,6 +58,9 @@ struct Coordinator::Impl {
   // Rounds.
   std::string run_id;
   int64_t next_round = 0;
+  // The run's progress for the sites' inner lr schedule: inner steps that a site running the
+  // full H (sync.inner_steps) of every round has taken before next_round (checkpointed).
+  int64_t schedule_steps = 0;
   RoundState round;
   SyncPolicy policy;  // in force for the open round
   std::map<std::string, int64_t> round_inner_steps;  // H_k of the open round (sync.balance)

@@ -113,6 +113,10 @@ struct RoundStart {
   int64_t inner_steps = 0;
   std::string upload_encoding, download_encoding;
   int zstd_level = 0;  // the site's upload: 0 = no lossless stage, 1..22 = shuffle + zstd (absent: 0)
+  // The inner lr schedule's position at the round's first step (the run's reference inner
+  // steps so far) and its advance per local step (H / H_k). Absent: the site's own step count.
+  std::optional<int64_t> schedule_step;
+  double schedule_stride = 1;
   double deadline_s = 0;
   uint64_t param_hash = 0;
   bool have_upload = false;  // the coordinator already holds this site's upload for the round

@@ -91,6 +91,7 @@ void Coordinator::Impl::close_round() {
   buf = {};
   round.close();
   next_round = r + 1;
+  schedule_steps += policy.inner_steps;
   std::vector<std::string> contributors;
   for (const auto& [id, ok] : round.outcomes())
     if (ok) contributors.push_back(id);

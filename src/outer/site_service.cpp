@@ -231,6 +231,7 @@ void SiteService::Impl::on_round_start(const Message& m) {
   o.zstd_level = rs.zstd_level;  // 0: off; else shuffle + zstd where it saves
   LH_LOG(Info, "site") << cfg.id << ": round " << r << ": training " << H << " steps";
   inner::flat_to_params(*trainer->model(), theta);
+  if (rs.schedule_step) trainer->follow_schedule(static_cast<double>(*rs.schedule_step), rs.schedule_stride);
   // θ_r on this site's own held-out split (the coordinator combines the sites' losses).
   const double eval_loss = trainer->evaluate();
   // compute_s: the inner steps only (the coordinator derives the site's step rate from it).
