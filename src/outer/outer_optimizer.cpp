@@ -79,11 +79,13 @@ double OuterOptimizer::next_lr() const {
 void OuterOptimizer::step(std::span<const float> mean_delta) {
   LH_CHECK_EQ(static_cast<int64_t>(mean_delta.size()), numel());
   torch::Tensor g = flat_copy(mean_delta);
-  // ‖Δ̄‖₂ in double, as torch's clip_grad_norm_ computes it for one fp32 tensor (fp32 result).
+  // ‖Δ̄‖₂ as torch's clip_grad_norm_ computes it for one fp32 tensor (an fp32 result).
   last_norm_ = last_clipped_ = g.norm().item<float>();
   if (cfg_.max_update_norm > 0) {
-    // clip_grad_norm_: coef = c / (norm + 1e-6), clamped to 1, multiplied in fp32.
-    const float coef = static_cast<float>(cfg_.max_update_norm / (last_norm_ + 1e-6));
+    // clip_grad_norm_'s fp32 arithmetic, operation for operation: coef = c / (norm + 1e-6),
+    // where torch computes scalar / tensor as reciprocal(tensor) * scalar; clamped to 1.
+    const float denom = static_cast<float>(last_norm_) + 1e-6f;
+    const float coef = (1.0f / denom) * static_cast<float>(cfg_.max_update_norm);
     if (coef < 1.0f) {
       g.mul_(coef);
       last_clipped_ = g.norm().item<float>();
