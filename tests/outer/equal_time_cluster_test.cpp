@@ -6,6 +6,9 @@
 // and every replica still holds bitwise the published θ.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
+
 #include "outer/cluster_util.h"
 
 namespace longhaul::testing {

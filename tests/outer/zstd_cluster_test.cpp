@@ -4,6 +4,8 @@
 // replica still decodes bitwise the θ the coordinator published.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include <torch/torch.h>
 
 #include "inner/flat_params.h"
