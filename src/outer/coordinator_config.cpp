@@ -105,7 +105,14 @@ CoordinatorConfig read_coordinator_config(const std::filesystem::path& path,
   c.sync = read_sync_policy(r);
   // Optional: the coordinator's own held-out set. Without it, sites evaluate θ on their own
   // validation split and report it (the data never leaves the sites).
-  if (r.has("data.path")) c.data = inner::read_data_config(r, c.model);
+  if (r.has("data.path") && !r.get_string("data.path", "").empty()) {
+    c.data = inner::read_data_config(r, c.model);
+  } else {  // data.path = "" also means none; the section's other keys are then unused
+    r.get_string("data.format", "auto");
+    r.get_double("data.val_fraction", 0.1, 0, 0.5);
+    r.get_int("data.num_shards", 1, 1, 1 << 20);
+    r.get_int("data.shard_index", 0, 0, 1 << 20);
+  }
   c.eval.every_rounds = r.get_int("eval.every_rounds", c.eval.every_rounds, 0, 1000000);
   c.eval.batches = r.get_int("eval.batches", c.eval.batches, 1, 100000);
   c.eval.batch_size = r.get_int("eval.batch_size", c.eval.batch_size, 1, 4096);
