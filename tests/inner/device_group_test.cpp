@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <numeric>
 
 #include <toml++/toml.h>
@@ -138,22 +140,32 @@ TEST(DeviceGroup, SplitConvergesToEmulatedSpeeds) {
   // sleeps 3/4 of the time: the three emulated devices share this machine's 2 (busy) cores,
   // which separate accelerators would not.
   opts.devices = {cpu(16.0), cpu(8.0), cpu(4.0)};
-  auto primary = test::make_tiny_lm(shape, 9);
-  DeviceGroup group(primary, test::tiny_lm_factory(shape), test::tiny_lm_micro_step(), opts);
+  // The rates are measured on a shared machine where the rest of the suite runs beside this
+  // test; contention can skew one measurement, so up to 3 independent tries, the last checked.
   std::vector<double> share(3, 0.0);
-  for (int64_t s = 0; s < 6; ++s) {
-    auto [x, y] = test::tiny_batch(shape, batch, 13, s);
-    auto stats = group.compute_gradients(x, y);
-    for (size_t i = 0; i < 3; ++i)
-      share[i] = static_cast<double>(stats.devices[i].sequences) / static_cast<double>(batch);
+  double ratio = 0;
+  auto converged = [&] {
+    return std::abs(share[0] - 1.0 / 7.0) <= 0.08 && std::abs(share[1] - 2.0 / 7.0) <= 0.08 &&
+           std::abs(share[2] - 4.0 / 7.0) <= 0.08 && ratio > 2.5 && ratio < 6.5;
+  };
+  for (int attempt = 0; attempt < 3 && (attempt == 0 || !converged()); ++attempt) {
+    auto primary = test::make_tiny_lm(shape, 9);
+    DeviceGroup group(primary, test::tiny_lm_factory(shape), test::tiny_lm_micro_step(), opts);
+    for (int64_t s = 0; s < 6; ++s) {
+      auto [x, y] = test::tiny_batch(shape, batch, 13, s);
+      auto stats = group.compute_gradients(x, y);
+      for (size_t i = 0; i < 3; ++i)
+        share[i] = static_cast<double>(stats.devices[i].sequences) / static_cast<double>(batch);
+    }
+    const auto& r = group.balancer().measured_rates();
+    ratio = r[2] / r[0];
   }
   // Target 4:8:16 of 28 = 0.143 : 0.286 : 0.571.
   EXPECT_NEAR(share[0], 1.0 / 7.0, 0.08);
   EXPECT_NEAR(share[1], 2.0 / 7.0, 0.08);
   EXPECT_NEAR(share[2], 4.0 / 7.0, 0.08);
-  const auto& r = group.balancer().measured_rates();
-  EXPECT_GT(r[2] / r[0], 2.5);
-  EXPECT_LT(r[2] / r[0], 6.5);
+  EXPECT_GT(ratio, 2.5);
+  EXPECT_LT(ratio, 6.5);
 }
 
 TEST(DeviceGroup, SlowdownSleepsInProportion) {

@@ -287,7 +287,7 @@ threads = 1
             break
     check("unreachable coordinator: retried, each line says for how long and when the next try is",
           text.count("unreachable for") >= 3 and "TCP connect failed: connection refused" in text
-          and "s); retrying in" in text and clean(text), text)
+          and "); retrying in" in text and clean(text), text)
     site.send_signal(signal.SIGTERM)
     try:
         rc = site.wait(timeout=10)
