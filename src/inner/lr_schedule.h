@@ -16,6 +16,10 @@ namespace longhaul::inner {
 
 // The learning rate for optimizer step `step` (>= 0). Same arithmetic as nanoGPT (doubles).
 double lr_at(int64_t step, const InnerOptimConfig& cfg);
+// The same schedule at a fractional position (>= 0) in steps: a DiLoCo site follows the run's
+// progress (Trainer::follow_schedule), which need not fall on whole steps. Equal to lr_at at
+// whole positions.
+double lr_at_position(double position, const InnerOptimConfig& cfg);
 
 // Sets lr on every parameter group of `opt`.
 void set_lr(torch::optim::Optimizer& opt, double lr);

@@ -1,6 +1,7 @@
 #include "inner/trainer.h"
 
 #include <chrono>
+#include <cmath>
 
 #include "common/error.h"
 #include "inner/device.h"
@@ -87,9 +88,17 @@ torch::Tensor Trainer::forward_backward(const Batch& batch, double scale) {
   return loss.detach();
 }
 
+void Trainer::follow_schedule(double position, double stride) {
+  LH_CHECK(position >= 0 && std::isfinite(position) && stride > 0 && std::isfinite(stride),
+           "schedule position ", position, " stride ", stride);
+  sched_pos_ = position;
+  sched_stride_ = stride;
+}
+
 StepResult Trainer::step() {
   const auto t0 = std::chrono::steady_clock::now();
-  const double lr = lr_at(step_, cfg_.optim);
+  const double lr = sched_pos_ >= 0 ? lr_at_position(sched_pos_, cfg_.optim) : lr_at(step_, cfg_.optim);
+  if (sched_pos_ >= 0) sched_pos_ += sched_stride_;
   set_lr(optimizer(), lr);
   model_->zero_grad(/*set_to_none=*/true);
 

@@ -84,6 +84,13 @@ class Trainer {
   const TrainConfig& config() const { return cfg_; }
   const torch::Device& device() const { return device_; }
   int64_t steps_done() const { return step_; }
+  // DiLoCo sites: the lr schedule follows the run's progress, not this trainer's own step count.
+  // The next step uses lr_at_position(position), each later one `stride` steps further
+  // (outer/site_service.cpp: position = the run's reference inner steps so far, stride =
+  // H / H_k). Not checkpointed: set again at every round. schedule_position() < 0: not set.
+  void follow_schedule(double position, double stride);
+  double schedule_position() const { return sched_pos_; }
+  double schedule_stride() const { return sched_stride_; }
   int64_t tokens_trained() const { return tokens_; }
   double train_seconds() const { return train_seconds_; }
   int64_t tokens_per_step() const { return cfg_.train.tokens_per_step(cfg_.model.block_size); }
@@ -105,6 +112,7 @@ class Trainer {
   std::unique_ptr<torch::optim::AdamW> optimizer_;  // null when sharded_ is set
   BatchSampler sampler_;
   int64_t step_ = 0;
+  double sched_pos_ = -1, sched_stride_ = 1;  // follow_schedule (-1: own step count)
   int64_t tokens_ = 0;
   double train_seconds_ = 0;
   std::unique_ptr<DeviceGroup> group_;

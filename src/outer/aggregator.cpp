@@ -25,6 +25,22 @@ std::string to_string(AggregationKind k) {
   return "?";
 }
 
+Weighting parse_weighting(const std::string& s) {
+  if (s == "tokens") return Weighting::kTokens;
+  if (s == "uniform") return Weighting::kUniform;
+  if (s == "normalized") return Weighting::kNormalized;
+  throw UserError("weighting '" + s + "': expected tokens | uniform | normalized");
+}
+
+std::string to_string(Weighting w) {
+  switch (w) {
+    case Weighting::kTokens: return "tokens";
+    case Weighting::kUniform: return "uniform";
+    case Weighting::kNormalized: return "normalized";
+  }
+  return "?";
+}
+
 Aggregator::Aggregator(int64_t numel, AggregatorOptions options)
     : opt_(options), scratch_(numel) {
   LH_CHECK(numel > 0 && opt_.max_norm_ratio > 1 && opt_.max_update_ratio > 0 && opt_.trim >= 0,
@@ -44,6 +60,7 @@ void Aggregator::begin_round(double theta_norm, int quorum) {
   kept_.clear();
   if (opt_.kind == AggregationKind::kMean) parallel_fill(std::span<double>(acc_), 0.0);
   total_weight_ = 0;
+  step_weight_ = 0;
   theta_norm_ = theta_norm;
   quorum_ = quorum;
 }
@@ -57,11 +74,15 @@ double Aggregator::reference_median() const {
   return n % 2 ? ref[n / 2] : 0.5 * (ref[n / 2 - 1] + ref[n / 2]);
 }
 
-std::optional<std::string> Aggregator::add_scratch(double weight, double* norm_out) {
+std::optional<std::string> Aggregator::add_scratch(double weight, double* norm_out, int64_t steps) {
   if (norm_out) *norm_out = std::nan("");
   std::ostringstream os;
   if (!std::isfinite(weight) || weight <= 0) {
     os << "weight " << weight << " is not a positive finite token count";
+    return os.str();
+  }
+  if (steps < 1) {
+    os << "inner steps " << steps << " < 1";
     return os.str();
   }
   const NormScan scan = parallel_norm(scratch_);
@@ -82,12 +103,15 @@ std::optional<std::string> Aggregator::add_scratch(double weight, double* norm_o
     os << "norm " << norm << " is above " << opt_.max_norm_ratio << " x the median " << med;
     return os.str();
   }
+  if (opt_.weighting == Weighting::kUniform) weight = 1.0;
   if (opt_.kind == AggregationKind::kMean) {
-    parallel_axpy(std::span<double>(acc_), weight, scratch_);
+    const double coef = opt_.weighting == Weighting::kNormalized ? weight / static_cast<double>(steps) : weight;
+    parallel_axpy(std::span<double>(acc_), coef, scratch_);
   } else {
     kept_.push_back(scratch_);
   }
   total_weight_ += weight;
+  step_weight_ += weight * static_cast<double>(steps);
   round_norms_.push_back(norm);
   return std::nullopt;
 }
@@ -96,7 +120,10 @@ bool Aggregator::finish(std::span<float> mean) {
   LH_CHECK_EQ(mean.size(), scratch_.size());
   if (round_norms_.empty()) return false;
   if (opt_.kind == AggregationKind::kMean) {
-    parallel_div_to_float(acc_, total_weight_, mean);
+    const double divisor = opt_.weighting == Weighting::kNormalized
+                               ? total_weight_ * total_weight_ / step_weight_
+                               : total_weight_;
+    parallel_div_to_float(acc_, divisor, mean);
     return true;
   }
   const size_t k = kept_.size();

@@ -3,6 +3,15 @@
 //   mean (default):  Δ̄ = Σ_k w_k Δ_k / Σ_k w_k,  w_k = tokens site k trained this round.
 //                    Memory O(model), independent of the number of sites: one fp64
 //                    accumulator and ONE scratch vector, reused for every upload.
+//                    `weighting` (outer.weighting) chooses w_k and what is averaged:
+//                      tokens:     w_k = tokens (the default, as above);
+//                      uniform:    w_k = 1 (every accepted site counts once);
+//                      normalized: FedNova (Wang et al. 2020, arXiv 2007.07481): each Δ_k is
+//                                  divided by its own inner steps H_k and the mean is rescaled
+//                                  by the weighted mean H: Δ̄ = (Σ w_k Δ_k/H_k / W)·(Σ w_k H_k / W),
+//                                  W = Σ w_k, w_k = tokens. Sites that ran more steps do not
+//                                  pull θ toward their own objective (equal_time rounds).
+//                    Arithmetic (fp64): acc += (w_k/H_k)·Δ_k; Δ̄ = float(acc / (W·W / Σ w_k H_k)).
 //   trimmed_mean:    per coordinate, drop the `trim` largest and `trim` smallest of the K
 //                    accepted values and average the rest (unweighted: each site counts once);
 //                    with K <= 2·trim, the coordinate-wise median.
@@ -36,6 +45,10 @@
 namespace longhaul::outer {
 
 enum class AggregationKind { kMean, kTrimmedMean, kMedian };
+enum class Weighting { kTokens, kUniform, kNormalized };
+// "tokens" | "uniform" | "normalized"; UserError otherwise.
+Weighting parse_weighting(const std::string& s);
+std::string to_string(Weighting w);
 // "mean" | "trimmed_mean" | "median"; UserError otherwise.
 AggregationKind parse_aggregation(const std::string& s);
 std::string to_string(AggregationKind k);
@@ -45,6 +58,7 @@ struct AggregatorOptions {
   int trim = 1;                   // trimmed_mean: values dropped at each end per coordinate
   double max_norm_ratio = 10;     // > 1: norm cap relative to the median of accepted norms
   double max_update_ratio = 10;   // > 0: norm cap relative to ‖θ_r‖
+  Weighting weighting = Weighting::kTokens;  // mean mode only; robust modes count sites once
 };
 
 class Aggregator {
@@ -55,9 +69,10 @@ class Aggregator {
   // reference (see above), normally the round's min_sites.
   void begin_round(double theta_norm, int quorum);
   std::span<float> scratch() { return scratch_; }
-  // Validates scratch() and aggregates it with `weight`. Returns the rejection reason, or
-  // nullopt when accepted. `norm_out` (if given) receives the L2 norm (NaN if non-finite).
-  std::optional<std::string> add_scratch(double weight, double* norm_out = nullptr);
+  // Validates scratch() and aggregates it with `weight` (tokens) from `steps` inner steps
+  // (>= 1; used by the normalized weighting). Returns the rejection reason, or nullopt when
+  // accepted. `norm_out` (if given) receives the L2 norm (NaN if non-finite).
+  std::optional<std::string> add_scratch(double weight, double* norm_out = nullptr, int64_t steps = 1);
   // Writes Δ̄ into mean. Returns false (mean untouched) when nothing was accepted.
   bool finish(std::span<float> mean);
 
@@ -81,6 +96,7 @@ class Aggregator {
   double theta_norm_ = 0;
   int quorum_ = 1;
   double total_weight_ = 0;
+  double step_weight_ = 0;  // Σ w_k H_k (normalized weighting)
 };
 
 }  // namespace longhaul::outer

@@ -45,6 +45,9 @@ SyncPolicy read_sync_policy(ConfigReader& r) {
   p.round_deadline_s = r.get_positive("sync.round_deadline_s", p.round_deadline_s, 7 * 86400.0);
   p.upload_encoding = r.get_enum("sync.upload_encoding", p.upload_encoding, kEncodings);
   p.download_encoding = r.get_enum("sync.download_encoding", p.download_encoding, kEncodings);
+  p.zstd_level = r.get_int("sync.zstd_level", p.zstd_level, 0, 22);
+  p.balance = r.get_enum("sync.balance", p.balance, {"equal_steps", "equal_time"});
+  p.min_inner_steps = r.get_int("sync.min_inner_steps", p.min_inner_steps, 1, 1000000);
   return p;
 }
 
@@ -60,6 +63,9 @@ std::string describe_change(const SyncPolicy& a, const SyncPolicy& b) {
   item("round_deadline_s", a.round_deadline_s, b.round_deadline_s);
   item("upload_encoding", a.upload_encoding, b.upload_encoding);
   item("download_encoding", a.download_encoding, b.download_encoding);
+  item("zstd_level", a.zstd_level, b.zstd_level);
+  item("balance", a.balance, b.balance);
+  item("min_inner_steps", a.min_inner_steps, b.min_inner_steps);
   return os.str();
 }
 
@@ -90,8 +96,12 @@ CoordinatorConfig read_coordinator_config(const std::filesystem::path& path,
   c.outer.kind = parse_outer_kind(r.get_enum("outer.optimizer", "nesterov", {"nesterov", "sgdm", "avg"}));
   c.outer.lr = r.get_positive("outer.lr", c.outer.lr, 10.0);
   c.outer.momentum = r.get_double("outer.momentum", c.outer.momentum, 0.0, 0.999);
+  c.outer.warmup_rounds = r.get_int("outer.warmup_rounds", c.outer.warmup_rounds, 0, 1000000);
+  c.outer.max_update_norm = r.get_double("outer.max_update_norm", c.outer.max_update_norm, 0.0, 1e12);
   c.aggregation.kind = parse_aggregation(
       r.get_enum("outer.aggregation", "mean", {"mean", "trimmed_mean", "median"}));
+  c.aggregation.weighting =
+      parse_weighting(r.get_enum("outer.weighting", "tokens", {"tokens", "uniform", "normalized"}));
   c.aggregation.trim = static_cast<int>(r.get_int("outer.trim", c.aggregation.trim, 0, 1000));
   c.aggregation.max_norm_ratio =
       r.get_double("outer.max_norm_ratio", c.aggregation.max_norm_ratio, 1.5, 1e9);

@@ -5,8 +5,9 @@
 //                 full_theta_per_window, full_theta_window_s
 //   [tls]         ca_cert, cert, key
 //   [model]       the GPT architecture every site builds (inner::read_model_config)
-//   [outer]       optimizer, lr, momentum, aggregation, trim, max_norm_ratio, max_update_ratio
-//   [sync]        live-tunable: inner_steps, min_sites, round_deadline_s, *_encoding
+//   [outer]       optimizer, lr, momentum, warmup_rounds, max_update_norm, aggregation, weighting, trim, max_norm_ratio, max_update_ratio
+//   [sync]        live-tunable: inner_steps, min_sites, round_deadline_s, *_encoding, zstd_level,
+//                 balance, min_inner_steps
 //   [data]        corpus for the held-out evaluation of θ (inner::read_data_config)
 //   [eval]        every_rounds, batches, batch_size
 #pragma once
@@ -52,7 +53,7 @@ struct CoordinatorConfig {
   transport::TlsFiles tls;
   inner::GptConfig model;
   OuterOptimConfig outer;
-  AggregatorOptions aggregation;       // [outer] aggregation, trim, max_norm_ratio, max_update_ratio
+  AggregatorOptions aggregation;       // [outer] aggregation, weighting, trim, max_norm_ratio, max_update_ratio
   int64_t max_tokens_per_step = int64_t{1} << 22;  // cap on a site's declared batch x accum x block (tokens)
   int64_t full_theta_per_window = 6;   // joins/resyncs (each sends a full θ) allowed per site per window
   int64_t full_theta_window_s = 60;    // that window, seconds

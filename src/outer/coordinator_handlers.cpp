@@ -8,6 +8,7 @@
 #include "common/log.h"
 #include "outer/coordinator_impl.h"
 #include "outer/param_hash.h"
+#include "outer/wire_bytes.h"
 #include "transport/codec.h"
 
 namespace longhaul::outer {
@@ -212,9 +213,14 @@ void Coordinator::Impl::send_round_start(const std::string& site) {
   m.type = protocol::kRoundStart;
   double left = std::chrono::duration<double>(round.deadline() - Clock::now()).count();
   m.header = {{"round", round.round()},
-              {"inner_steps", policy.inner_steps},
+              {"inner_steps", inner_steps_of(site)},
               {"upload_encoding", policy.upload_encoding},
               {"download_encoding", policy.download_encoding},
+              {"zstd_level", policy.zstd_level},
+              // The inner lr schedule follows the run (Trainer::follow_schedule): this round
+              // starts at schedule_steps and covers H steps in this site's H_k steps.
+              {"schedule_step", schedule_steps},
+              {"schedule_stride", static_cast<double>(policy.inner_steps) / static_cast<double>(inner_steps_of(site))},
               {"deadline_s", std::max(0.0, left)},
               {"param_hash", protocol::hex64(theta_pub_hash)},
               // After a reconnect: whether this round already holds the site's upload (then it
@@ -254,28 +260,32 @@ void Coordinator::Impl::on_upload(const std::string& site, const Message& m) {
     return ack(protocol::kLate, to_string(v));
   }
   round_bytes_up += m.payload.size();
+  uint64_t raw_bytes = m.payload.size();  // before zstd; an uninspectable payload counts as sent
   std::optional<std::string> why;
   double norm = std::nan("");
-  const double cap = s.decl ? max_tokens(*s.decl, cfg.model.block_size, policy.inner_steps) : 0;
+  const int64_t h = inner_steps_of(site);  // this site's H_k (sync.balance)
+  const double cap = s.decl ? max_tokens(*s.decl, cfg.model.block_size, h) : 0;
   try {
     const auto info = transport::inspect(m.payload, agg->scratch().size());
+    raw_bytes = raw_payload_bytes(info);
     if (transport::encoding_name(info.encoding) != policy.upload_encoding) {
       why = "encoding " + std::string(transport::encoding_name(info.encoding)) + ", the round asked for " +
             policy.upload_encoding;
-    } else if (u.steps > policy.inner_steps) {
+    } else if (u.steps > h) {
       why = "upload reports " + std::to_string(u.steps) + " inner steps, the round asked for " +
-            std::to_string(policy.inner_steps);
+            std::to_string(h);
     } else if (u.tokens > cap) {
       why = "upload claims " + std::to_string(static_cast<int64_t>(u.tokens)) +
-            " tokens, more than its declared batch can train in " + std::to_string(policy.inner_steps) +
+            " tokens, more than its declared batch can train in " + std::to_string(h) +
             " inner steps (" + std::to_string(static_cast<int64_t>(cap)) + ")";
     } else {
       transport::decode(m.payload, agg->scratch(), manifest_hash);
-      why = agg->add_scratch(u.tokens, &norm);
+      why = agg->add_scratch(u.tokens, &norm, u.steps);
     }
   } catch (const transport::DecodeError& e) {
     why = std::string("undecodable: ") + e.what();
   }
+  round_bytes_up_raw += raw_bytes;
   round.record(site, !why);
   s.state = "uploaded";
   s.last_round_uploaded = u.tag.round;
@@ -299,6 +309,7 @@ void Coordinator::Impl::on_upload(const std::string& site, const Message& m) {
     return ack(protocol::kRejected, *why);
   }
   ++s.uploads_accepted;
+  if (u.timing.compute_s) step_rates.add(site, u.steps, *u.timing.compute_s);
   LH_LOG(Info, "coordinator") << "round " << u.tag.round << ": upload from " << site << " ("
                               << m.payload.size() << " bytes, " << u.tokens << " tokens, norm " << norm
                               << ")";

@@ -27,6 +27,7 @@
 #include "outer/coordinator_config.h"
 #include "outer/coordinator_metrics.h"
 #include "outer/evaluator.h"
+#include "outer/inner_steps_plan.h"
 #include "outer/event_queue.h"
 #include "outer/message_schema.h"
 #include "outer/outer_optimizer.h"
@@ -60,11 +61,22 @@ struct Coordinator::Impl {
   std::string run_id;
   int64_t next_round = 0;
   int64_t resumed_at_round = -1;  // next_round when resumed from a checkpoint (-1: fresh start)
+  // The run's progress for the sites' inner lr schedule: inner steps that a site running the
+  // full H (sync.inner_steps) of every round has taken before next_round (checkpointed).
+  int64_t schedule_steps = 0;
   RoundState round;
   SyncPolicy policy;  // in force for the open round
+  std::map<std::string, int64_t> round_inner_steps;  // H_k of the open round (sync.balance)
+  StepRateTracker step_rates;  // each site's smoothed inner steps per second (accepted uploads)
+  // H_k of `site` in the open round; policy.inner_steps for a site that joined after it opened.
+  int64_t inner_steps_of(const std::string& site) const {
+    auto it = round_inner_steps.find(site);
+    return it == round_inner_steps.end() ? policy.inner_steps : it->second;
+  }
   std::unique_ptr<ConfigWatcher> watcher;
   Clock::time_point round_started{}, started = Clock::now();
   uint64_t round_bytes_up = 0;
+  uint64_t round_bytes_up_raw = 0;  // the same uploads before zstd (wire_bytes.h)
   SiteRegistry sites;
   int64_t rejected_total = 0, hash_resyncs = 0, protocol_errors_total = 0, internal_errors = 0;
   std::map<std::string, int64_t> protocol_errors_by;  // "site\tlabel" -> count, for /metrics

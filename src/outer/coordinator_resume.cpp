@@ -65,6 +65,7 @@ void Coordinator::Impl::init_state() {
                       cfg.run_id + "'");
     next_round = m.at("next_round").get<int64_t>();
     resumed_at_round = next_round;
+    schedule_steps = m.value("schedule_steps", next_round * cfg.sync.inner_steps);  // older checkpoints
     outer->restore(st->theta_master, st->momentum, m.value("outer_steps", int64_t{0}));
     set_published(std::move(st->theta_published));
     agg->set_previous_norms(m.value("norms", std::vector<double>{}));
@@ -129,6 +130,7 @@ void Coordinator::Impl::save_checkpoint() {
   st.meta = {{"run_id", run_id},
              {"next_round", next_round},
              {"outer_steps", outer->steps_taken()},
+             {"schedule_steps", schedule_steps},
              {"outer_optimizer", to_string(cfg.outer.kind)},
              {"manifest_hash", protocol::hex64(manifest_hash)},
              {"param_hash", protocol::hex64(theta_pub_hash)},

@@ -223,6 +223,11 @@ RoundStart parse_round_start(const json& h) {
   m.inner_steps = r.i64("inner_steps", 1, kMaxInnerSteps);
   m.upload_encoding = r.one_of("upload_encoding", kEncodings);
   m.download_encoding = r.one_of("download_encoding", kEncodings);
+  if (r.has("zstd_level")) m.zstd_level = static_cast<int>(r.i64("zstd_level", 0, kMaxZstdLevel));
+  if (r.has("schedule_step")) {
+    m.schedule_step = r.i64("schedule_step", 0, kMaxRound);
+    m.schedule_stride = r.num("schedule_stride", 1.0, static_cast<double>(kMaxInnerSteps));  // H/H_k >= 1
+  }
   m.deadline_s = r.num("deadline_s", 0, 1e9);
   m.param_hash = r.hex64("param_hash");
   m.have_upload = r.has("have_upload") && r.boolean("have_upload");

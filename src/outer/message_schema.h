@@ -25,6 +25,7 @@ inline constexpr std::size_t kMaxReasonBytes = 4096;  // free-text reasons
 inline constexpr int64_t kMaxRound = int64_t{1} << 40;
 inline constexpr int64_t kMaxInnerSteps = 10'000'000;
 inline constexpr int kMaxFragments = 1024;
+inline constexpr int kMaxZstdLevel = 22;
 
 // Reads fields of one header with the checks above. `type` names the message in errors.
 class FieldReader {
@@ -111,6 +112,11 @@ struct RoundStart {
   int64_t round = 0;
   int64_t inner_steps = 0;
   std::string upload_encoding, download_encoding;
+  int zstd_level = 0;  // the site's upload: 0 = no lossless stage, 1..22 = shuffle + zstd (absent: 0)
+  // The inner lr schedule's position at the round's first step (the run's reference inner
+  // steps so far) and its advance per local step (H / H_k). Absent: the site's own step count.
+  std::optional<int64_t> schedule_step;
+  double schedule_stride = 1;
   double deadline_s = 0;
   uint64_t param_hash = 0;
   bool have_upload = false;  // the coordinator already holds this site's upload for the round

@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "common/error.h"
 
 namespace longhaul::outer {
@@ -50,6 +53,10 @@ OuterOptimizer::OuterOptimizer(OuterOptimConfig cfg, std::span<const float> init
   }
   LH_CHECK(cfg_.lr > 0, "outer lr = ", cfg_.lr);
   LH_CHECK(cfg_.momentum >= 0 && cfg_.momentum < 1, "outer momentum = ", cfg_.momentum);
+  LH_CHECK(cfg_.warmup_rounds >= 0, "outer warmup_rounds = ", cfg_.warmup_rounds);
+  LH_CHECK(cfg_.max_update_norm >= 0 && std::isfinite(cfg_.max_update_norm), "outer max_update_norm = ",
+           cfg_.max_update_norm);
+  if (cfg_.kind == OuterKind::kAvg) cfg_.warmup_rounds = 0, cfg_.max_update_norm = 0;
   impl_->theta = flat_copy(initial).set_requires_grad(true);
   torch::optim::SGDOptions opts(cfg_.lr);
   opts.momentum(cfg_.momentum).nesterov(cfg_.kind == OuterKind::kNesterov && cfg_.momentum > 0);
@@ -64,9 +71,28 @@ std::span<const float> OuterOptimizer::params() const {
   return {impl_->theta.data_ptr<float>(), static_cast<size_t>(impl_->theta.numel())};
 }
 
+double OuterOptimizer::next_lr() const {
+  if (cfg_.warmup_rounds <= 1) return cfg_.lr;
+  return cfg_.lr * std::min(1.0, static_cast<double>(steps_ + 1) / static_cast<double>(cfg_.warmup_rounds));
+}
+
 void OuterOptimizer::step(std::span<const float> mean_delta) {
   LH_CHECK_EQ(static_cast<int64_t>(mean_delta.size()), numel());
-  impl_->theta.mutable_grad() = flat_copy(mean_delta);
+  torch::Tensor g = flat_copy(mean_delta);
+  // ‖Δ̄‖₂ as torch's clip_grad_norm_ computes it for one fp32 tensor (an fp32 result).
+  last_norm_ = last_clipped_ = g.norm().item<float>();
+  if (cfg_.max_update_norm > 0) {
+    // clip_grad_norm_'s fp32 arithmetic, operation for operation: coef = c / (norm + 1e-6),
+    // where torch computes scalar / tensor as reciprocal(tensor) * scalar; clamped to 1.
+    const float denom = static_cast<float>(last_norm_) + 1e-6f;
+    const float coef = (1.0f / denom) * static_cast<float>(cfg_.max_update_norm);
+    if (coef < 1.0f) {
+      g.mul_(coef);
+      last_clipped_ = g.norm().item<float>();
+    }
+  }
+  static_cast<torch::optim::SGDOptions&>(impl_->sgd->param_groups()[0].options()).lr(next_lr());
+  impl_->theta.mutable_grad() = g;
   impl_->sgd->step();
   ++steps_;
 }

@@ -7,6 +7,13 @@
 //   nesterov: buf = μ·buf + Δ̄ (first step: buf = Δ̄); θ −= lr·(Δ̄ + μ·buf)
 //   sgdm:     buf = μ·buf + Δ̄ (first step: buf = Δ̄); θ −= lr·buf          (heavy ball)
 //   avg:      θ −= 1·Δ̄  (FedAvg: θ becomes the weighted mean of the replicas)
+//
+// Stabilisers of the early outer steps (both before SGD sees Δ̄, so torch semantics stay):
+//   warmup_rounds W: step t (0-based count of outer steps taken) uses lr·min(1, (t+1)/W) —
+//     exactly torch's SGD with a LambdaLR(lambda t: min(1, (t+1)/W)) stepped after each step.
+//   max_update_norm c > 0: Δ̄ ← Δ̄·min(1, c / (‖Δ̄‖₂ + 1e-6)) — exactly
+//     torch.nn.utils.clip_grad_norm_(θ, c) on θ.grad = Δ̄ before the step.
+// avg ignores both (FedAvg's step is the mean itself).
 #pragma once
 
 #include <cstdint>
@@ -27,6 +34,8 @@ struct OuterOptimConfig {
   OuterKind kind = OuterKind::kNesterov;
   double lr = 0.7;        // outer learning rate (avg: forced to 1)
   double momentum = 0.9;  // μ (avg: unused)
+  int64_t warmup_rounds = 0;     // linear outer-lr warmup over this many outer steps (0, 1 = none)
+  double max_update_norm = 0;    // cap on ‖Δ̄‖₂ before the step, in parameter units (0 = off)
 };
 
 class OuterOptimizer {
@@ -39,6 +48,12 @@ class OuterOptimizer {
 
   // One outer step with pseudo-gradient Δ̄ (same length as θ).
   void step(std::span<const float> mean_delta);
+
+  // The lr the next step uses (warmup applied); the ‖Δ̄‖₂ of the last step before and after
+  // the clip (equal when it did not bind). For the coordinator's metrics line.
+  double next_lr() const;
+  double last_delta_norm() const { return last_norm_; }
+  double last_clipped_norm() const { return last_clipped_; }
 
   std::span<const float> params() const;  // θ, valid until the next step/load
   int64_t numel() const;
@@ -57,6 +72,7 @@ class OuterOptimizer {
   OuterOptimConfig cfg_;
   std::unique_ptr<Impl> impl_;
   int64_t steps_ = 0;
+  double last_norm_ = 0, last_clipped_ = 0;
 };
 
 }  // namespace longhaul::outer

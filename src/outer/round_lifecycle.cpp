@@ -7,6 +7,7 @@
 #include "outer/coordinator_impl.h"
 #include "outer/parallel_for.h"
 #include "outer/param_hash.h"
+#include "outer/wire_bytes.h"
 #include "transport/codec.h"
 
 namespace longhaul::outer {
@@ -48,14 +49,27 @@ void Coordinator::Impl::open_round() {
   const auto deadline =
       Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(policy.round_deadline_s * 1000));
   round.open(next_round, members, deadline, static_cast<int>(policy.min_sites));
+  round_inner_steps = plan_inner_steps(parse_balance(policy.balance), policy.inner_steps,
+                                       policy.min_inner_steps, members, step_rates.rates());
   agg->begin_round(theta_pub_norm, static_cast<int>(policy.min_sites));
   round_started = Clock::now();
   round_bytes_up = 0;
+  round_bytes_up_raw = 0;
   snapshot_dirty = true;
   LH_LOG(Info, "coordinator") << "round " << next_round << " open: " << members.size()
                               << " sites, H=" << policy.inner_steps << ", up " << policy.upload_encoding
-                              << ", down " << policy.download_encoding << ", deadline "
+                              << ", down " << policy.download_encoding << ", zstd "
+                              << policy.zstd_level << ", deadline "
                               << policy.round_deadline_s << " s";
+  if (policy.balance != "equal_steps") {
+    std::string plan;
+    for (const auto& [id, h] : round_inner_steps) {
+      auto r = step_rates.rates().find(id);
+      plan += " " + id + "=" + std::to_string(h) +
+              (r == step_rates.rates().end() ? "" : " (" + std::to_string(r->second) + " steps/s)");
+    }
+    LH_LOG(Info, "coordinator") << "round " << next_round << " " << policy.balance << " plan:" << plan;
+  }
   for (const auto& id : members) send_round_start(id);
 }
 
@@ -67,17 +81,21 @@ void Coordinator::Impl::close_round() {
   phases.start(round_started);
   const bool applied = agg->finish(buf);
   phases.lap("aggregation");
+  const double outer_lr = outer->next_lr();  // warmup applied
   if (applied) outer->step(buf);
   // Publish: u = θ_master − θ_pub, quantised for download; every replica (this one included)
   // adds exactly the decoded u, so all stay bitwise identical. What quantisation loses stays
   // in θ_master − θ_pub and is sent in a later round (error feedback on the download side).
   // Nothing accepted: no step and no update (empty payload), θ stays bitwise unchanged.
   transport::Bytes payload;
+  uint64_t raw_one = 0;  // the result payload's bytes before zstd
   if (applied) {
     parallel_sub(outer->params(), theta_pub, buf);
     transport::CodecOptions o;
     o.encoding = transport::parse_encoding(policy.download_encoding);
+    o.zstd_level = static_cast<int>(policy.zstd_level);
     payload = transport::encode(buf, manifest, o);
+    raw_one = raw_payload_bytes(transport::inspect(payload, n));
     transport::decode(payload, buf, manifest_hash);
     parallel_add_inplace(theta_pub, buf);
     theta_pub_hash = param_hash(theta_pub);
@@ -86,6 +104,7 @@ void Coordinator::Impl::close_round() {
   buf = {};
   round.close();
   next_round = r + 1;
+  schedule_steps += policy.inner_steps;
   std::vector<std::string> contributors;
   for (const auto& [id, ok] : round.outcomes())
     if (ok) contributors.push_back(id);
@@ -106,8 +125,10 @@ void Coordinator::Impl::close_round() {
                     {"contributors", contributors},
                     {"param_hash", protocol::hex64(theta_pub_hash)}};
   result->payload = std::move(payload);
+  const uint64_t wire_one = result->payload.size();
   const uint64_t bytes_down = broadcast(result);
   phases.lap("publish");
+  const uint64_t bytes_down_raw = wire_one ? bytes_down / wire_one * raw_one : 0;
   const double tail_s = seconds_since(t_close);
   const double dur = seconds_since(round_started);
   const bool last = next_round >= cfg.rounds;
@@ -128,8 +149,13 @@ void Coordinator::Impl::close_round() {
                {"participants", k},
                {"applied", applied},
                {"inner_steps", policy.inner_steps},
+               {"inner_steps_by_site", round_inner_steps},
                {"bytes_up", round_bytes_up},
                {"bytes_down", bytes_down},
+               // The same before the lossless stage (equal when sync.zstd_level = 0).
+               {"bytes_up_raw", round_bytes_up_raw},
+               {"bytes_down_raw", bytes_down_raw},
+               {"zstd_level", policy.zstd_level},
                {"dp_bytes", dp_bytes},
                {"duration_s", dur},
                {"tail_s", tail_s},
@@ -139,6 +165,11 @@ void Coordinator::Impl::close_round() {
                {"param_hash", protocol::hex64(theta_pub_hash)},
                {"time", unix_now_s()}};
   if (!std::isnan(eval)) line["eval_loss"] = eval;
+  if (applied) {  // the outer step: its lr and ‖Δ̄‖₂ before/after outer.max_update_norm
+    line["outer_lr"] = outer_lr;
+    line["delta_norm"] = outer->last_delta_norm();
+    line["delta_norm_clipped"] = outer->last_clipped_norm();
+  }
   // The sites' own held-out losses of θ_r (this round's starting point), weighted by the
   // tokens each evaluated: the run's loss without any data at the coordinator.
   double wsum = 0, lsum = 0;

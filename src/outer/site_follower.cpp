@@ -57,6 +57,7 @@ void FollowerLink::start_round(int64_t round, int64_t inner_steps, const json& m
   post({{"round", round},
         {"inner_steps", inner_steps},
         {"step", trainer.steps_done()},
+        {"schedule", {trainer.schedule_position(), trainer.schedule_stride()}},  // rank 0's lr schedule
         {"model", model},
         {"theta_hash", protocol::hex64(theta_hash)}});
   if (!ready_) {  // the first round: the followers build their model from the header
@@ -158,6 +159,8 @@ int run_site_follower(const SiteConfig& cfg, const fs::path& run_dir, inner::Sit
       throw UserError(me + ": at optimizer step " + std::to_string(trainer->steps_done()) + " but rank 0 is at " +
                       std::to_string(step) + " (the ranks resumed from different checkpoints?); restart every "
                       "rank of the site from matching run dirs");
+    if (const auto& sc = h.value("schedule", json::array()); sc.size() == 2 && sc[0].get<double>() >= 0)
+      trainer->follow_schedule(sc[0].get<double>(), sc[1].get<double>());  // the same lr as rank 0
     trainer->broadcast_from_rank0();  // θ_round
     const std::string theta_hash = protocol::hex64(model_hash(*trainer));
     if (theta_hash != h.value("theta_hash", std::string()))

@@ -290,11 +290,14 @@ void SiteService::Impl::on_round_start(const Message& m) {
   const int64_t H = rs.inner_steps;
   transport::CodecOptions o;
   o.encoding = transport::parse_encoding(rs.upload_encoding);
-  const auto t_compute = std::chrono::steady_clock::now();
+  o.zstd_level = rs.zstd_level;  // 0: off; else shuffle + zstd where it saves
   LH_LOG(Info, "site") << cfg.id << ": round " << r << ": training " << H << " steps";
   inner::flat_to_params(*trainer->model(), theta);
+  if (rs.schedule_step) trainer->follow_schedule(static_cast<double>(*rs.schedule_step), rs.schedule_stride);
   // θ_r on this site's own held-out split (the coordinator combines the sites' losses).
   const double eval_loss = trainer->evaluate();
+  // compute_s: the inner steps only (the coordinator derives the site's step rate from it).
+  const auto t_compute = std::chrono::steady_clock::now();
   const int64_t eval_tokens = cfg.train.train.eval_batches * cfg.train.train.batch_size * trainer_block_size();
   if (followers) followers->start_round(r, H, model_json, param_hash(theta), *trainer);
   auto keep_going = [&] { return followers ? followers->step_gate(!g_stop.load()) : !g_stop.load(); };

@@ -11,11 +11,19 @@
 namespace longhaul::outer {
 
 struct SyncPolicy {
-  int64_t inner_steps = 50;          // H: inner AdamW steps per round at every site
+  int64_t inner_steps = 50;          // H: inner AdamW steps per round (the fastest site's, equal_time)
+  // "equal_steps": every site runs H. "equal_time": each site H_k from its measured step rate
+  // so that all finish together (inner_steps_plan.h), clamped to [min_inner_steps, H].
+  std::string balance = "equal_steps";
+  int64_t min_inner_steps = 1;       // lower clamp of H_k under equal_time
   int64_t min_sites = 2;             // quorum: accepted uploads needed to close at the deadline
   double round_deadline_s = 600;     // seconds from round start after which a quorum closes it
   std::string upload_encoding = "int8";    // sites -> coordinator: fp32|bf16|fp16|int8|int4
   std::string download_encoding = "fp32";  // coordinator -> sites (published update)
+  // Lossless stage on uploads and round results: 0 = off, 1..22 = byte shuffle + zstd at this
+  // level (a chunk stays compressed only where that saves; see docs/benchmarks.md "zstd on the
+  // wire" for the measured saving and cost that chose the default).
+  int64_t zstd_level = 0;
 
   bool operator==(const SyncPolicy&) const = default;
 };

@@ -122,7 +122,7 @@ TEST(Aggregator, OneRefusedOutlierBelowQuorumDoesNotMoveTheReference) {
   put(a, {300, 400});  // a lone attacker, alone in its round
   ASSERT_TRUE(a.add_scratch(1));
   a.begin_round(0, 2);
-  EXPECT_NEAR(a.reference_median(), 1.0, 1e-6);
+  EXPECT_NEAR(a.reference_median(), 1.0, 1e-6);  // ‖(0.6f, 0.8f)‖ in double: 1 + 2.4e-8
 }
 
 TEST(Aggregator, ModesMatchNumPy) {
@@ -138,19 +138,22 @@ TEST(Aggregator, ModesMatchNumPy) {
   const int numel = hdr[0], cases = hdr[1];
   ASSERT_GE(cases, 5);
   for (int c = 0; c < cases; ++c) {
-    int32_t kmt[3];
+    int32_t kmt[4];  // k, mode, trim, weighting
     f.read(reinterpret_cast<char*>(kmt), sizeof(kmt));
     const int k = kmt[0];
     AggregatorOptions o = opts(1e9);
     o.kind = kmt[1] == 0 ? AggregationKind::kMean : kmt[1] == 1 ? AggregationKind::kTrimmedMean : AggregationKind::kMedian;
     o.trim = kmt[2];
+    o.weighting = kmt[3] == 0 ? Weighting::kTokens : kmt[3] == 1 ? Weighting::kUniform : Weighting::kNormalized;
     std::vector<double> w(k);
     f.read(reinterpret_cast<char*>(w.data()), k * sizeof(double));
+    std::vector<int32_t> steps(k);
+    f.read(reinterpret_cast<char*>(steps.data()), k * sizeof(int32_t));
     Aggregator a(numel, o);
     a.begin_round(0, 1);
     for (int j = 0; j < k; ++j) {
       f.read(reinterpret_cast<char*>(a.scratch().data()), numel * sizeof(float));
-      ASSERT_FALSE(a.add_scratch(w[j])) << "case " << c;
+      ASSERT_FALSE(a.add_scratch(w[j], nullptr, steps[j])) << "case " << c;
     }
     std::vector<float> expect(numel), got(numel);
     f.read(reinterpret_cast<char*>(expect.data()), numel * sizeof(float));
@@ -158,9 +161,45 @@ TEST(Aggregator, ModesMatchNumPy) {
     ASSERT_TRUE(a.finish(got));
     for (int i = 0; i < numel; ++i)
       ASSERT_EQ(got[i], expect[i]) << "case " << c << " (" << to_string(o.kind) << ", k " << k << ", trim "
-                                   << o.trim << ") element " << i;
+                                   << o.trim << ", " << to_string(o.weighting) << ") element " << i;
   }
   fs::remove_all(dir);
+}
+
+// FedNova by hand: site 1 ran H = 10 steps along (1, 0), site 2 H = 40 steps along (0, 1) with 4x
+// the tokens. Token weighting lets the long site dominate 16:1 (its Δ is both 4x longer and 4x
+// heavier); normalized averages the per-step directions at their token shares (0.2, 0.8) and
+// rescales by the token-weighted mean H = (100·10 + 400·40) / 500 = 34.
+TEST(Aggregator, NormalizedWeightingDividesByStepsAndRescalesByMeanSteps) {
+  for (Weighting wt : {Weighting::kTokens, Weighting::kUniform, Weighting::kNormalized}) {
+    AggregatorOptions o = opts(1e9);
+    o.weighting = wt;
+    Aggregator a(2, o);
+    a.begin_round(0, 1);
+    put(a, {10.f, 0.f});  // site 1: 10 steps of (1, 0)
+    ASSERT_FALSE(a.add_scratch(100, nullptr, 10));
+    put(a, {0.f, 40.f});  // site 2: 40 steps of (0, 1), 4x the tokens
+    ASSERT_FALSE(a.add_scratch(400, nullptr, 40));
+    std::vector<float> m(2);
+    ASSERT_TRUE(a.finish(m));
+    if (wt == Weighting::kTokens) {
+      EXPECT_FLOAT_EQ(m[0], 10.f * 100 / 500);  // 2
+      EXPECT_FLOAT_EQ(m[1], 40.f * 400 / 500);  // 32: the long site dominates 16:1
+    } else if (wt == Weighting::kUniform) {
+      EXPECT_FLOAT_EQ(m[0], 5.f);
+      EXPECT_FLOAT_EQ(m[1], 20.f);
+    } else {
+      // Per-step directions (1,0) and (0,1) at token shares 0.2 / 0.8, times mean H 34: 4:1.
+      EXPECT_FLOAT_EQ(m[0], 0.2f * 34);
+      EXPECT_FLOAT_EQ(m[1], 0.8f * 34);
+    }
+  }
+  Aggregator a(1, opts(1e9));
+  a.begin_round(0, 1);
+  put(a, {1.f});
+  EXPECT_TRUE(a.add_scratch(1, nullptr, 0));  // no steps: refused
+  EXPECT_EQ(parse_weighting("normalized"), Weighting::kNormalized);
+  EXPECT_THROW(parse_weighting("fednova"), std::exception);
 }
 
 TEST(Aggregator, ParseAggregation) {

@@ -8,6 +8,7 @@
 
 #include "outer/config_watcher.h"
 #include "outer/coordinator_config.h"
+#include "common/error.h"
 #include "outer/test_dirs.h"
 
 namespace longhaul::outer {
@@ -23,11 +24,13 @@ struct WatchedFile {
     std::ofstream(dir / "corpus" / "a.txt") << std::string(4000, 'x');
   }
   ~WatchedFile() { testing::remove_tree(dir); }
-  void write(int inner_steps, double outer_lr, const std::string& extra = "") {
+  // extra: appended at the end (after [data]); sync_extra: more [sync] keys.
+  void write(int inner_steps, double outer_lr, const std::string& extra = "",
+             const std::string& sync_extra = "") {
     std::ofstream f(file);
     f << "[model]\nn_layer = 1\nn_head = 1\nn_embd = 8\nblock_size = 8\n"
       << "[outer]\nlr = " << outer_lr << "\n[sync]\ninner_steps = " << inner_steps
-      << "\nmin_sites = 1\n[data]\npath = \"corpus\"\n"
+      << "\nmin_sites = 1\n" << sync_extra << "[data]\npath = \"corpus\"\n"
       << extra;
     f.close();
     // Make sure the mtime moves even on coarse-grained file systems.
@@ -57,6 +60,21 @@ TEST(ConfigWatcher, SyncChangeIsPickedUpOtherKeysAreRefused) {
   w.write(20, 0.7, "[sync]\nbroken = = 1\n");  // unparsable: keep running config
   EXPECT_FALSE(watcher.poll());
   EXPECT_EQ(watcher.current().inner_steps, 20);
+}
+
+TEST(ConfigWatcher, ZstdLevelIsLiveAndRangeChecked) {
+  WatchedFile w;
+  w.write(50, 0.7);
+  auto cfg = read_coordinator_config(w.file, {});
+  EXPECT_EQ(cfg.sync.zstd_level, SyncPolicy{}.zstd_level);  // the documented default
+  ConfigWatcher watcher(w.file, {}, cfg.effective_toml, cfg.sync);
+  w.write(50, 0.7, "", "zstd_level = 7\n");
+  auto p = watcher.poll();
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->zstd_level, 7);
+  EXPECT_EQ(describe_change(cfg.sync, *p), "zstd_level " + std::to_string(cfg.sync.zstd_level) + " -> 7");
+  EXPECT_THROW(read_coordinator_config(w.file, {"sync.zstd_level=23"}), ConfigError);
+  EXPECT_THROW(read_coordinator_config(w.file, {"sync.zstd_level=-1"}), ConfigError);
 }
 
 TEST(ConfigWatcher, SighupForcesAReread) {

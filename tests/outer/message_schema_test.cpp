@@ -105,6 +105,41 @@ TEST(MessageSchema, SiteSideMessages) {
   EXPECT_EQ(parse_run_complete({{"rounds", 5}}), 5);
 }
 
+TEST(MessageSchema, RoundStartZstdLevelAndScheduleAreOptionalAndBounded) {
+  json rs = {{"round", 2},           {"inner_steps", 10},   {"upload_encoding", "int8"},
+             {"download_encoding", "fp32"}, {"deadline_s", 30.0}, {"param_hash", "0123456789abcdef"}};
+  EXPECT_EQ(parse_round_start(rs).zstd_level, 0);  // absent: no lossless stage
+  rs["zstd_level"] = 3;
+  EXPECT_EQ(parse_round_start(rs).zstd_level, 3);
+  rs["zstd_level"] = kMaxZstdLevel;
+  EXPECT_EQ(parse_round_start(rs).zstd_level, kMaxZstdLevel);
+  std::string label;
+  for (json bad : {json(23), json(-1), json("3"), json(2.5), json(int64_t{1} << 40)}) {
+    rs["zstd_level"] = bad;
+    EXPECT_NE(error_of([&] { parse_round_start(rs); }, &label).find("field 'zstd_level': expected an integer in [0, 22]"),
+              std::string::npos)
+        << bad.dump();
+    EXPECT_EQ(label, "round_start.zstd_level");
+  }
+  rs["zstd_level"] = 0;
+  EXPECT_FALSE(parse_round_start(rs).schedule_step);  // absent: the site's own step count
+  rs["schedule_step"] = 400;
+  rs["schedule_stride"] = 2.5;
+  EXPECT_EQ(*parse_round_start(rs).schedule_step, 400);
+  EXPECT_EQ(parse_round_start(rs).schedule_stride, 2.5);
+  for (json bad : {json(0.5), json(0), json(-1), json("2"), json(1e300)}) {  // H/H_k >= 1
+    rs["schedule_stride"] = bad;
+    EXPECT_NE(error_of([&] { parse_round_start(rs); }, &label).find("field 'schedule_stride'"), std::string::npos)
+        << bad.dump();
+  }
+  rs["schedule_stride"] = 1.0;
+  rs["schedule_step"] = -5;
+  EXPECT_NE(error_of([&] { parse_round_start(rs); }).find("field 'schedule_step'"), std::string::npos);
+  rs.erase("schedule_stride");
+  rs["schedule_step"] = 5;
+  EXPECT_NE(error_of([&] { parse_round_start(rs); }).find("field 'schedule_stride'"), std::string::npos);
+}
+
 TEST(MessageSchema, PrintableEscapesControlCharactersAndCuts) {
   EXPECT_EQ(printable("a\nb\x01"), "a\\x0ab\\x01");
   EXPECT_EQ(printable(std::string(10, 'x'), 4), "xxxx...");

@@ -38,10 +38,14 @@ TEST(OuterOptimizer, MatchesTorchSgdOver20Rounds) {
   f.read(reinterpret_cast<char*>(hdr), sizeof(hdr));
   const int numel = hdr[0], rounds = hdr[1], cases = hdr[2];
   ASSERT_EQ(rounds, 20);
-  ASSERT_EQ(cases, 3);
-  const OuterOptimConfig cfgs[3] = {{OuterKind::kNesterov, 0.7, 0.9},
-                                    {OuterKind::kSgdm, 0.5, 0.8},
-                                    {OuterKind::kAvg, 1.0, 0.0}};
+  ASSERT_EQ(cases, 6);
+  // The same cases as gen_outer_golden.py's CASES: {kind, lr, μ, warmup_rounds, max_update_norm}.
+  const OuterOptimConfig cfgs[6] = {{OuterKind::kNesterov, 0.7, 0.9, 0, 0.0},
+                                    {OuterKind::kSgdm, 0.5, 0.8, 0, 0.0},
+                                    {OuterKind::kAvg, 1.0, 0.0, 0, 0.0},
+                                    {OuterKind::kNesterov, 0.7, 0.9, 5, 0.0},
+                                    {OuterKind::kNesterov, 0.7, 0.9, 0, 1.0},
+                                    {OuterKind::kSgdm, 0.5, 0.8, 3, 1.2}};
   for (int c = 0; c < cases; ++c) {
     auto theta0 = read_floats(f, numel);
     OuterOptimizer opt(cfgs[c], theta0);
@@ -58,8 +62,9 @@ TEST(OuterOptimizer, MatchesTorchSgdOver20Rounds) {
                              << got[i] << " vs torch " << expect[i];
       }
     }
-    std::printf("case %s: worst relative error vs torch.optim.SGD over %d rounds: %.3g\n",
-                to_string(cfgs[c].kind).c_str(), rounds, worst);
+    std::printf("case %s warmup %lld clip %.1f: worst relative error vs torch.optim.SGD over %d rounds: %.3g\n",
+                to_string(cfgs[c].kind).c_str(), (long long)cfgs[c].warmup_rounds, cfgs[c].max_update_norm,
+                rounds, worst);
   }
   testing::remove_tree(dir);
 }
@@ -90,6 +95,45 @@ TEST(OuterOptimizer, PseudoGradientOfQuadraticDrivesThetaToMinimum) {
     }
     EXPECT_LT(dist(), 1e-2 * d0) << to_string(kind) << ": from " << d0 << " to " << dist();
   }
+}
+
+TEST(OuterOptimizer, WarmupRampsLinearlyAndClipBindsOnlyAboveTheCap) {
+  const int n = 100;
+  std::vector<float> theta(n, 0.f), big(n, 0.5f), small(n, 0.01f);  // ‖big‖ = 5, ‖small‖ = 0.1
+  OuterOptimizer opt({OuterKind::kNesterov, 0.8, 0.9, 4, 1.0}, theta);
+  const double want[] = {0.2, 0.4, 0.6, 0.8, 0.8, 0.8};
+  for (int t = 0; t < 6; ++t) {
+    EXPECT_NEAR(opt.next_lr(), want[t], 1e-12) << t;
+    opt.step(t % 2 ? small : big);
+    if (t % 2) {
+      EXPECT_NEAR(opt.last_delta_norm(), 0.1, 1e-6);
+      EXPECT_EQ(opt.last_clipped_norm(), opt.last_delta_norm());  // under the cap: untouched
+    } else {
+      EXPECT_NEAR(opt.last_delta_norm(), 5.0, 1e-5);
+      EXPECT_NEAR(opt.last_clipped_norm(), 1.0, 1e-5);
+    }
+  }
+  // First step: buf = Δ̄_clipped, θ = −lr·(Δ̄ + μ·buf) = −0.2·1.9·(0.5/5) per element.
+  OuterOptimizer one({OuterKind::kNesterov, 0.8, 0.9, 4, 1.0}, theta);
+  one.step(big);
+  EXPECT_NEAR(one.params()[0], -0.2 * 1.9 * 0.1, 1e-6);
+  // avg ignores both: θ becomes θ − Δ̄ exactly.
+  OuterOptimizer avg({OuterKind::kAvg, 1.0, 0.0, 4, 1.0}, theta);
+  avg.step(big);
+  EXPECT_EQ(avg.params()[0], -0.5f);
+}
+
+TEST(OuterOptimizer, RestoreContinuesTheWarmupWhereItStopped) {
+  const int n = 8;
+  std::vector<float> theta(n, 1.f), d(n, 0.1f);
+  OuterOptimConfig cfg{OuterKind::kNesterov, 0.7, 0.9, 10, 0.0};
+  OuterOptimizer a(cfg, theta);
+  for (int r = 0; r < 3; ++r) a.step(d);
+  OuterOptimizer b(cfg, theta);
+  b.restore(a.params(), a.momentum_buffer(), a.steps_taken());
+  EXPECT_DOUBLE_EQ(b.next_lr(), 0.7 * 4 / 10);
+  for (int r = 0; r < 3; ++r) a.step(d), b.step(d);
+  for (int i = 0; i < n; ++i) ASSERT_EQ(a.params()[i], b.params()[i]) << i;
 }
 
 TEST(OuterOptimizer, RestoreContinuesBitwiseLikeAnUninterruptedRun) {
