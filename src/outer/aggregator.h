@@ -59,6 +59,12 @@ struct AggregatorOptions {
   double max_norm_ratio = 10;     // > 1: norm cap relative to the median of accepted norms
   double max_update_ratio = 10;   // > 0: norm cap relative to ‖θ_r‖
   Weighting weighting = Weighting::kTokens;  // mean mode only; robust modes count sites once
+  // A site's upload for round r that arrives after r closed counts in the round open then,
+  // s = (that round − r) rounds stale, with its weight multiplied by stale_weight^s: a
+  // staleness-discounted weight (as in asynchronous FL, e.g. FedAsync, Xie et al. 2019,
+  // arXiv 1903.03934, whose polynomial rule (1 + s)^-1 gives the default 0.5 at s = 1);
+  // 0 = drop late uploads. Robust modes ignore weights: there a stale upload counts fully.
+  double stale_weight = 0.5;
 };
 
 class Aggregator {

@@ -40,7 +40,15 @@ void parse_dashboard_bind(ConfigReader& r, CoordinatorConfig& c) {
 
 SyncPolicy read_sync_policy(ConfigReader& r) {
   SyncPolicy p;
-  p.inner_steps = r.get_int("sync.inner_steps", p.inner_steps, 1, 1000000);
+  if (r.has("sync.inner_steps") && r.raw("sync.inner_steps")->is_string()) {
+    r.get_enum("sync.inner_steps", "auto", {"auto"});
+    p.auto_inner_steps = true;
+  } else {
+    p.inner_steps = r.get_int("sync.inner_steps", p.inner_steps, 1, 1000000);
+  }
+  p.target_comm_fraction = r.get_double("sync.target_comm_fraction", p.target_comm_fraction, 1e-4, 0.9);
+  p.max_inner_steps = r.get_int("sync.max_inner_steps", p.max_inner_steps, 1, 1000000);
+  p.straggler_margin = r.get_double("sync.straggler_margin", p.straggler_margin, 0.0, 100.0);
   p.min_sites = r.get_int("sync.min_sites", p.min_sites, 1, 10000);
   p.round_deadline_s = r.get_positive("sync.round_deadline_s", p.round_deadline_s, 7 * 86400.0);
   p.upload_encoding = r.get_enum("sync.upload_encoding", p.upload_encoding, kEncodings);
@@ -48,6 +56,9 @@ SyncPolicy read_sync_policy(ConfigReader& r) {
   p.zstd_level = r.get_int("sync.zstd_level", p.zstd_level, 0, 22);
   p.balance = r.get_enum("sync.balance", p.balance, {"equal_steps", "equal_time"});
   p.min_inner_steps = r.get_int("sync.min_inner_steps", p.min_inner_steps, 1, 1000000);
+  if (p.auto_inner_steps && p.max_inner_steps < p.min_inner_steps)
+    r.fail("sync.max_inner_steps", "at least sync.min_inner_steps (" + std::to_string(p.min_inner_steps) + ")");
+  if (p.auto_inner_steps) p.inner_steps = p.min_inner_steps;  // the first, measuring rounds
   return p;
 }
 
@@ -66,6 +77,10 @@ std::string describe_change(const SyncPolicy& a, const SyncPolicy& b) {
   item("zstd_level", a.zstd_level, b.zstd_level);
   item("balance", a.balance, b.balance);
   item("min_inner_steps", a.min_inner_steps, b.min_inner_steps);
+  item("auto_inner_steps", a.auto_inner_steps, b.auto_inner_steps);
+  item("target_comm_fraction", a.target_comm_fraction, b.target_comm_fraction);
+  item("max_inner_steps", a.max_inner_steps, b.max_inner_steps);
+  item("straggler_margin", a.straggler_margin, b.straggler_margin);
   return os.str();
 }
 
@@ -102,6 +117,7 @@ CoordinatorConfig read_coordinator_config(const std::filesystem::path& path,
       r.get_enum("outer.aggregation", "mean", {"mean", "trimmed_mean", "median"}));
   c.aggregation.weighting =
       parse_weighting(r.get_enum("outer.weighting", "tokens", {"tokens", "uniform", "normalized"}));
+  c.aggregation.stale_weight = r.get_double("outer.stale_weight", c.aggregation.stale_weight, 0.0, 1.0);
   c.aggregation.trim = static_cast<int>(r.get_int("outer.trim", c.aggregation.trim, 0, 1000));
   c.aggregation.max_norm_ratio =
       r.get_double("outer.max_norm_ratio", c.aggregation.max_norm_ratio, 1.5, 1e9);

@@ -247,13 +247,21 @@ void Coordinator::Impl::on_upload(const std::string& site, const Message& m) {
     send(site, std::move(a));
   };
   UploadVerdict v = round.classify(site, u.tag.round);
-  if (v == UploadVerdict::kFuture && u.tag.round < next_round) v = UploadVerdict::kLate;  // before a restart
+  if (v == UploadVerdict::kStale && !(cfg.aggregation.stale_weight > 0)) v = UploadVerdict::kLate;
   if (v == UploadVerdict::kFuture)
     throw protocol::ProtocolError("upload for round " + std::to_string(u.tag.round) + ", which is not open (next " +
                                       std::to_string(next_round) + ")",
                                   "upload.future_round");
   if (v == UploadVerdict::kDuplicate) return ack(protocol::kDuplicate, "already received");
-  if (v != UploadVerdict::kAccept) {
+  const bool stale = v == UploadVerdict::kStale;
+  if (stale && !round.is_open()) {  // between rounds: counted when the next one opens
+    LH_LOG(Info, "coordinator") << "round " << u.tag.round << ": late upload from " << site
+                                << " held for the next round";
+    s.bytes_up -= m.payload.size();  // counted when handled
+    deferred_stale.insert_or_assign(site, m);
+    return;
+  }
+  if (v != UploadVerdict::kAccept && !stale) {
     LH_LOG(Warn, "coordinator") << "upload from " << site << " for round " << u.tag.round
                                 << " dropped: " << to_string(v) << " (round " << round.round()
                                 << (round.is_open() ? " open)" : " closed)");
@@ -263,7 +271,15 @@ void Coordinator::Impl::on_upload(const std::string& site, const Message& m) {
   uint64_t raw_bytes = m.payload.size();  // before zstd; an uninspectable payload counts as sent
   std::optional<std::string> why;
   double norm = std::nan("");
-  const int64_t h = inner_steps_of(site);  // this site's H_k (sync.balance)
+  // This site's H_k (sync.balance) in the round the upload is for.
+  int64_t h = inner_steps_of(site);
+  if (stale) {  // that round's plan; if forgotten (a restart), H: the most any site was given
+    auto plan = recent_plans.find(u.tag.round);
+    const bool known = plan != recent_plans.end() && plan->second.count(site);
+    h = known ? plan->second.at(site) : policy.inner_steps;
+  }
+  // outer.stale_weight per round of staleness (1 for an upload on time).
+  const double discount = stale ? std::pow(cfg.aggregation.stale_weight, static_cast<double>(round.staleness(site))) : 1.0;
   const double cap = s.decl ? max_tokens(*s.decl, cfg.model.block_size, h) : 0;
   try {
     const auto info = transport::inspect(m.payload, agg->scratch().size());
@@ -280,26 +296,23 @@ void Coordinator::Impl::on_upload(const std::string& site, const Message& m) {
             " inner steps (" + std::to_string(static_cast<int64_t>(cap)) + ")";
     } else {
       transport::decode(m.payload, agg->scratch(), manifest_hash);
-      why = agg->add_scratch(u.tokens, &norm, u.steps);
+      // A stale upload (previous round's, arrived after it closed) weighs less: outer.stale_weight.
+      why = agg->add_scratch(u.tokens * discount, &norm, u.steps);
     }
   } catch (const transport::DecodeError& e) {
     why = std::string("undecodable: ") + e.what();
   }
   round_bytes_up_raw += raw_bytes;
-  round.record(site, !why);
-  s.state = "uploaded";
-  s.last_round_uploaded = u.tag.round;
-  json report = {{"last_tokens", u.tokens}, {"last_steps", u.steps}};
-  if (u.train_loss) report["last_train_loss"] = *u.train_loss;
-  if (u.eval_loss) {
-    report["eval_loss"] = *u.eval_loss;
-    report["eval_tokens"] = u.eval_tokens;
-    report["eval_round"] = u.tag.round;
+  if (stale) {
+    round.record_stale(site, !why);
+  } else {
+    round.record(site, !why);
+    s.state = "uploaded";
+    s.last_round_uploaded = u.tag.round;
   }
-  if (u.timing.compute_s) report["compute_s"] = *u.timing.compute_s;
-  if (u.timing.wait_s) report["wait_s"] = *u.timing.wait_s;
-  if (u.timing.download_s) report["download_s"] = *u.timing.download_s;
-  s.report = std::move(report);
+  note_site_report(s, u, m);
+  s.report["inner_steps"] = h;
+  if (stale) s.report["stale"] = true;
   if (why) {
     ++s.uploads_rejected;
     ++rejected_total;
@@ -309,11 +322,48 @@ void Coordinator::Impl::on_upload(const std::string& site, const Message& m) {
     return ack(protocol::kRejected, *why);
   }
   ++s.uploads_accepted;
-  if (u.timing.compute_s) step_rates.add(site, u.steps, *u.timing.compute_s);
+  if (u.timing.compute_s) {
+    speeds.add_compute(site, u.steps, *u.timing.compute_s);
+    if (!stale)
+      speeds.add_overhead(site, std::chrono::duration<double>(Clock::now() - round_started).count() -
+                                    *u.timing.compute_s);
+  }
+  speeds.add_upload(site, static_cast<double>(m.payload.size()), m.receive_s);
+  if (u.timing.download_s && u.timing.download_bytes)
+    speeds.add_download(site, *u.timing.download_bytes, *u.timing.download_s);
+  if (stale) {
+    const std::string note = "stale: counted in round " + std::to_string(round.round()) + " with weight x" +
+                             std::to_string(discount);
+    LH_LOG(Info, "coordinator") << "round " << u.tag.round << ": late upload from " << site << " " << note;
+    return ack(protocol::kAccepted, note);
+  }
   LH_LOG(Info, "coordinator") << "round " << u.tag.round << ": upload from " << site << " ("
                               << m.payload.size() << " bytes, " << u.tokens << " tokens, norm " << norm
                               << ")";
   ack(protocol::kAccepted, "");
+}
+
+void Coordinator::Impl::note_site_report(SiteEntry& s, const protocol::Upload& u, const Message& m) {
+  json report = {{"round", u.tag.round},
+                 {"last_tokens", u.tokens},
+                 {"last_steps", u.steps},
+                 {"upload_s", m.receive_s},
+                 {"upload_bytes", m.payload.size()}};
+  if (u.train_loss) report["last_train_loss"] = *u.train_loss;
+  if (u.eval_loss) {
+    report["eval_loss"] = *u.eval_loss;
+    report["eval_tokens"] = u.eval_tokens;
+    report["eval_round"] = u.tag.round;
+  }
+  const protocol::SiteTiming& t = u.timing;
+  if (t.compute_s) report["compute_s"] = *t.compute_s;
+  if (t.wait_s) report["wait_s"] = *t.wait_s;
+  if (t.download_s) report["download_s"] = *t.download_s;
+  if (t.download_bytes) report["download_bytes"] = *t.download_bytes;
+  if (t.cycle_s) report["cycle_s"] = *t.cycle_s;
+  // The share of the site's cycle (upload to upload) spent in inner steps.
+  if (t.compute_s && t.cycle_s && *t.cycle_s > 0) report["utilisation"] = std::min(1.0, *t.compute_s / *t.cycle_s);
+  s.report = std::move(report);
 }
 
 void Coordinator::Impl::on_resync(const std::string& site, const Message& m) {

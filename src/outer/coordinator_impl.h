@@ -65,9 +65,16 @@ struct Coordinator::Impl {
   // full H (sync.inner_steps) of every round has taken before next_round (checkpointed).
   int64_t schedule_steps = 0;
   RoundState round;
-  SyncPolicy policy;  // in force for the open round
+  SyncPolicy configured;  // [sync] as last read from the config (change detection)
+  SyncPolicy policy;      // in force for the open round (inner_steps: the round's H, auto or not)
+  nlohmann::json auto_h = nullptr;  // the open round's auto-H choice and its inputs (or null)
   std::map<std::string, int64_t> round_inner_steps;  // H_k of the open round (sync.balance)
-  StepRateTracker step_rates;  // each site's smoothed inner steps per second (accepted uploads)
+  // H_k of the last rounds (round -> site -> H_k), to check stale uploads; at most 16 rounds.
+  std::map<int64_t, std::map<std::string, int64_t>> recent_plans;
+  // Stale uploads that arrived between rounds, handled when the next round opens (at most one
+  // per site: a site is stale-eligible for one round at a time).
+  std::map<std::string, transport::Message> deferred_stale;
+  SiteSpeeds speeds;  // each site's measured step rate, link rates and round overhead
   // H_k of `site` in the open round; policy.inner_steps for a site that joined after it opened.
   int64_t inner_steps_of(const std::string& site) const {
     auto it = round_inner_steps.find(site);
@@ -109,6 +116,8 @@ struct Coordinator::Impl {
   void handle(ChannelEvent& e);
   void on_hello(const std::shared_ptr<transport::Connection>& c, const transport::Message& m);
   void on_upload(const std::string& site, const transport::Message& m);
+  // The upload's figures into the site's status report, utilisation included.
+  void note_site_report(SiteEntry& s, const protocol::Upload& u, const transport::Message& m);
   void on_resync(const std::string& site, const transport::Message& m);
   void protocol_error(const std::shared_ptr<transport::Connection>& c, const std::string& site,
                       const std::string& what, const std::string& label);

@@ -69,6 +69,7 @@ void Coordinator::Impl::init_state() {
     outer->restore(st->theta_master, st->momentum, m.value("outer_steps", int64_t{0}));
     set_published(std::move(st->theta_published));
     agg->set_previous_norms(m.value("norms", std::vector<double>{}));
+    round.resume(next_round, m.value("stale_eligible", std::map<std::string, int64_t>{}));
     rejected_total = m.value("rejected_total", int64_t{0});
     hash_resyncs = m.value("hash_resyncs", int64_t{0});
     sites.restore(m.value("sites", json::object()));
@@ -96,7 +97,7 @@ void Coordinator::Impl::init_state() {
   }
   history.set_run(run_id, unix_now_s());
   history.load_jsonl(run_dir / "metrics.jsonl");  // rounds before a restart, the run's start time
-  policy = cfg.sync;
+  policy = configured = cfg.sync;
   watcher = std::make_unique<ConfigWatcher>(config_path, overrides, cfg.effective_toml, cfg.sync);
 }
 
@@ -136,6 +137,7 @@ void Coordinator::Impl::save_checkpoint() {
              {"param_hash", protocol::hex64(theta_pub_hash)},
              {"model", cfg.model.to_json()},
              {"norms", agg->previous_norms()},
+             {"stale_eligible", round.stale_eligible()},
              {"rejected_total", rejected_total},
              {"hash_resyncs", hash_resyncs},
              {"sites", sites.counters_json()}};

@@ -37,11 +37,45 @@ std::map<std::string, int64_t> plan_inner_steps(Balance balance, int64_t inner_s
   return plan;
 }
 
-void StepRateTracker::add(const std::string& site, int64_t steps, double compute_s) {
-  if (steps < 1 || !std::isfinite(compute_s) || compute_s <= 0) return;
-  const double rate = static_cast<double>(steps) / compute_s;
-  auto [it, fresh] = rates_.try_emplace(site, rate);
-  if (!fresh) it->second = alpha_ * rate + (1 - alpha_) * it->second;
+AutoInnerSteps choose_auto_inner_steps(Balance balance, double target, int64_t min_h, int64_t max_h,
+                                       int64_t previous, const std::set<std::string>& sites,
+                                       const std::map<std::string, SiteSpeed>& speeds) {
+  LH_CHECK(target > 0 && target < 1 && min_h >= 1 && max_h >= min_h, "auto H: target ", target,
+           " range [", min_h, ", ", max_h, "]");
+  AutoInnerSteps out;
+  out.h = std::clamp(previous, min_h, max_h);
+  out.inputs = nlohmann::json::object();
+  double r_max = 0;
+  for (const auto& id : sites) {
+    auto it = speeds.find(id);
+    if (it == speeds.end() || !(it->second.steps_per_s > 0) || !(it->second.comm_s() > 0)) return out;
+    r_max = std::max(r_max, it->second.steps_per_s);
+  }
+  if (sites.empty()) return out;
+  double bound = 0;
+  for (const auto& id : sites) {
+    const SiteSpeed& s = speeds.at(id);
+    const double r = balance == Balance::kEqualTime ? r_max : s.steps_per_s;
+    bound = std::max(bound, s.comm_s() * r * (1 - target) / target);
+    out.inputs[id] = {{"steps_per_s", s.steps_per_s}, {"comm_s", s.comm_s()}};
+  }
+  out.inputs["bound"] = bound;
+  const double h = std::ceil(std::min(bound, static_cast<double>(max_h)));
+  out.h = std::clamp(static_cast<int64_t>(h), min_h, max_h);
+  out.measured = true;
+  return out;
+}
+
+std::optional<double> expected_round_s(const std::map<std::string, int64_t>& plan,
+                                       const std::map<std::string, SiteSpeed>& speeds) {
+  double worst = 0;
+  for (const auto& [id, h] : plan) {
+    auto it = speeds.find(id);
+    if (it == speeds.end() || !(it->second.steps_per_s > 0) || it->second.overhead_s < 0) return std::nullopt;
+    worst = std::max(worst, it->second.overhead_s + static_cast<double>(h) / it->second.steps_per_s);
+  }
+  if (plan.empty()) return std::nullopt;
+  return worst;
 }
 
 }  // namespace longhaul::outer

@@ -191,6 +191,8 @@ Upload parse_upload(const json& h) {
   m.timing.compute_s = optional_seconds(r, "compute_s");
   m.timing.wait_s = optional_seconds(r, "wait_s");
   m.timing.download_s = optional_seconds(r, "download_s");
+  if (r.has("download_bytes")) m.timing.download_bytes = r.num("download_bytes", 0, 1e13);
+  m.timing.cycle_s = optional_seconds(r, "cycle_s");
   if (r.has("idempotency_key")) r.str("idempotency_key", 256);
   return m;
 }
@@ -250,15 +252,17 @@ RoundResult parse_round_result(const json& h) {
   m.next_round = r.i64("next_round", m.round + 1, m.round + 1);
   m.applied = r.boolean("applied");
   m.param_hash = r.hex64("param_hash");
-  if (r.has("contributors")) {
-    const json& c = h.at("contributors");
-    if (!c.is_array() || c.size() > 4096) r.fail("contributors", "an array of at most 4096 site ids");
+  auto ids = [&](const char* key, std::vector<std::string>& out) {
+    if (!r.has(key)) return;
+    const json& c = h.at(key);
+    if (!c.is_array() || c.size() > 4096) r.fail(key, "an array of at most 4096 site ids");
     for (const auto& x : c) {
-      if (!x.is_string() || x.get_ref<const std::string&>().size() > kMaxIdBytes)
-        r.fail("contributors", "an array of site ids");
-      m.contributors.push_back(x.get<std::string>());
+      if (!x.is_string() || x.get_ref<const std::string&>().size() > kMaxIdBytes) r.fail(key, "an array of site ids");
+      out.push_back(x.get<std::string>());
     }
-  }
+  };
+  ids("contributors", m.contributors);
+  ids("stale_contributors", m.stale_contributors);
   return m;
 }
 

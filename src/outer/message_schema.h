@@ -77,7 +77,11 @@ Hello parse_hello(const nlohmann::json& h);
 struct SiteTiming {
   std::optional<double> compute_s;  // inner steps, wall seconds
   std::optional<double> wait_s;     // upload sent -> next round_start, previous round
-  std::optional<double> download_s;  // round_result received in, previous round
+  std::optional<double> download_s;  // previous round's round_result: first to last byte, seconds
+  std::optional<double> download_bytes;  // that round_result's payload bytes
+  // Seconds from the site's previous upload to this one (its whole cycle: wait, download,
+  // evaluation, compute); utilisation = compute_s / cycle_s. Absent on a site's first upload.
+  std::optional<double> cycle_s;
 };
 
 struct Upload {
@@ -134,6 +138,7 @@ struct RoundResult {
   int64_t round = 0, next_round = 0;
   bool applied = false;
   std::vector<std::string> contributors;
+  std::vector<std::string> stale_contributors;  // their previous-round uploads counted in this one
   uint64_t param_hash = 0;
 };
 RoundResult parse_round_result(const nlohmann::json& h);

@@ -39,18 +39,46 @@ bool Coordinator::Impl::ready_to_open() {
 }
 
 void Coordinator::Impl::open_round() {
-  if (auto changed = watcher->current(); !(changed == policy)) {
+  if (auto changed = watcher->current(); !(changed == configured)) {
     LH_LOG(Info, "coordinator") << "sync policy from round " << next_round << ": "
-                                << describe_change(policy, changed);
+                                << describe_change(configured, changed);
+    configured = changed;
   }
-  policy = watcher->current();
-  history.note_policy(next_round, sync_policy_json(policy));
+  const int64_t previous_h = policy.inner_steps;
+  const bool was_auto = policy.auto_inner_steps;
+  policy = configured;
   const std::set<std::string> members = sites.welcomed();
-  const auto deadline =
+  const Balance balance = parse_balance(policy.balance);
+  auto_h = nullptr;
+  if (policy.auto_inner_steps) {
+    const AutoInnerSteps a =
+        choose_auto_inner_steps(balance, policy.target_comm_fraction, policy.min_inner_steps,
+                                policy.max_inner_steps, was_auto ? previous_h : policy.min_inner_steps,
+                                members, speeds.all());
+    policy.inner_steps = a.h;
+    auto_h = {{"h", a.h}, {"measured", a.measured}, {"target_comm_fraction", policy.target_comm_fraction},
+              {"inputs", a.inputs}};
+    LH_LOG(Info, "coordinator") << "round " << next_round << " auto H = " << a.h
+                                << (a.measured ? " from " : " (not all sites measured yet) ") << a.inputs.dump();
+  }
+  history.note_policy(next_round, sync_policy_json(policy));
+  auto deadline =
       Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(policy.round_deadline_s * 1000));
   round.open(next_round, members, deadline, static_cast<int>(policy.min_sites));
-  round_inner_steps = plan_inner_steps(parse_balance(policy.balance), policy.inner_steps,
-                                       policy.min_inner_steps, members, step_rates.rates());
+  round_inner_steps = plan_inner_steps(balance, policy.inner_steps, policy.min_inner_steps, members,
+                                       speeds.step_rates());
+  recent_plans[next_round] = round_inner_steps;
+  while (recent_plans.size() > 16) recent_plans.erase(recent_plans.begin());
+  if (balance == Balance::kEqualTime) {
+    // Close once the slowest member should be done, plus a margin; later uploads count in the
+    // next round (staleness-discounted). Unmeasured members: the configured deadline only.
+    if (auto expect = expected_round_s(round_inner_steps, speeds.all())) {
+      const double s = (1 + policy.straggler_margin) * *expect;
+      round.advance_deadline(Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(s * 1000)));
+      LH_LOG(Info, "coordinator") << "round " << next_round << " expected in " << *expect
+                                  << " s: closes with a quorum after " << s << " s";
+    }
+  }
   agg->begin_round(theta_pub_norm, static_cast<int>(policy.min_sites));
   round_started = Clock::now();
   round_bytes_up = 0;
@@ -64,13 +92,23 @@ void Coordinator::Impl::open_round() {
   if (policy.balance != "equal_steps") {
     std::string plan;
     for (const auto& [id, h] : round_inner_steps) {
-      auto r = step_rates.rates().find(id);
+      const SiteSpeed* sp = speeds.find(id);
       plan += " " + id + "=" + std::to_string(h) +
-              (r == step_rates.rates().end() ? "" : " (" + std::to_string(r->second) + " steps/s)");
+              (sp && sp->steps_per_s > 0 ? " (" + std::to_string(sp->steps_per_s) + " steps/s)" : "");
     }
     LH_LOG(Info, "coordinator") << "round " << next_round << " " << policy.balance << " plan:" << plan;
   }
   for (const auto& id : members) send_round_start(id);
+  // Late uploads that arrived while no round was open count in this one.
+  auto held = std::move(deferred_stale);
+  deferred_stale.clear();
+  for (const auto& [id, m] : held) {
+    try {
+      on_upload(id, m);
+    } catch (const std::exception& e) {  // it parsed when it arrived; nothing else may end the run
+      LH_LOG(Error, "coordinator") << "held late upload from " << id << " dropped: " << e.what();
+    }
+  }
 }
 
 void Coordinator::Impl::close_round() {
@@ -108,6 +146,9 @@ void Coordinator::Impl::close_round() {
   std::vector<std::string> contributors;
   for (const auto& [id, ok] : round.outcomes())
     if (ok) contributors.push_back(id);
+  std::vector<std::string> stale_contributors;  // their round r − 1 uploads, counted here
+  for (const auto& [id, ok] : round.stale_outcomes())
+    if (ok) stale_contributors.push_back(id);
   phases.lap("outer_step");
   const auto t_ckpt = Clock::now();
   save_checkpoint();  // before publishing: a crash after this never re-applies round r
@@ -123,6 +164,7 @@ void Coordinator::Impl::close_round() {
                     {"next_round", next_round},
                     {"applied", applied},
                     {"contributors", contributors},
+                    {"stale_contributors", stale_contributors},
                     {"param_hash", protocol::hex64(theta_pub_hash)}};
   result->payload = std::move(payload);
   const uint64_t wire_one = result->payload.size();
@@ -146,6 +188,7 @@ void Coordinator::Impl::close_round() {
   json line = {{"event", "round"},
                {"round", r},
                {"sites", contributors},
+               {"stale_sites", stale_contributors},
                {"participants", k},
                {"applied", applied},
                {"inner_steps", policy.inner_steps},
@@ -165,6 +208,18 @@ void Coordinator::Impl::close_round() {
                {"param_hash", protocol::hex64(theta_pub_hash)},
                {"time", unix_now_s()}};
   if (!std::isnan(eval)) line["eval_loss"] = eval;
+  if (!auto_h.is_null()) line["auto_inner_steps"] = auto_h;
+  // Each site's figures from its upload for this round (utilisation, transfers): issue 10 §4.
+  json timing = json::object();
+  for (const auto& [id, s] : sites)
+    if (s.report.value("round", int64_t{-1}) == r) {
+      json t = json::object();
+      for (const char* k : {"compute_s", "wait_s", "cycle_s", "utilisation", "upload_s", "upload_bytes",
+                            "download_s", "download_bytes", "inner_steps", "last_tokens", "stale"})
+        if (s.report.contains(k)) t[k] = s.report[k];
+      timing[id] = std::move(t);
+    }
+  if (!timing.empty()) line["site_timing"] = std::move(timing);
   if (applied) {  // the outer step: its lr and ‖Δ̄‖₂ before/after outer.max_update_norm
     line["outer_lr"] = outer_lr;
     line["delta_norm"] = outer->last_delta_norm();

@@ -11,7 +11,10 @@ json sync_policy_json(const SyncPolicy& p) {
           {"min_sites", p.min_sites},
           {"round_deadline_s", p.round_deadline_s},
           {"upload_encoding", p.upload_encoding},
-          {"download_encoding", p.download_encoding}};
+          {"download_encoding", p.download_encoding},
+          {"zstd_level", p.zstd_level},
+          {"balance", p.balance},
+          {"auto_inner_steps", p.auto_inner_steps}};
 }
 
 double unix_now_s() {

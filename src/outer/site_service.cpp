@@ -59,7 +59,15 @@ struct SiteService::Impl {
   std::vector<float> residual, residual_backup;  // error feedback e_k (and before the last upload)
   int64_t round = -1;                  // the round θ belongs to
   std::string run_id;
-  std::optional<Message> pending_upload;  // sent; kept until its round's result or a rejection
+  // The last upload sent, kept until it is settled: its round's result lists it, or its ack
+  // came back (accepted: applied in that or, if late, the next round; anything else: dropped).
+  // An upload still unacked when its round's result arrives was late: the coordinator may count
+  // it in the next round (stale) and it is re-sent once if the connection drops meanwhile.
+  std::optional<Message> pending_upload;
+  bool pending_acked = false;   // its upload_ack has arrived
+  int64_t pending_conn = 0;     // `connections` when it was sent
+  int64_t connections = 0;      // successful joins so far
+  int64_t pending_round() const { return pending_upload ? pending_upload->header.value("round", int64_t{-1}) : -1; }
   int64_t hash_mismatches = 0;
   uint64_t bytes_up = 0, bytes_down = 0;
   double last_train_loss = std::nan("");
@@ -71,6 +79,8 @@ struct SiteService::Impl {
   uint64_t last_trained_hash = 0;      // θ_local after the last round's inner steps
   std::chrono::steady_clock::time_point upload_sent{};  // for the wait time reported next round
   double last_wait_s = -1;             // upload sent -> next round_start, seconds (-1: unknown)
+  double last_download_s = -1;         // the last round_result's transfer, seconds (-1: none yet)
+  uint64_t last_download_bytes = 0;    // its payload bytes
   std::optional<std::chrono::steady_clock::time_point> unreachable_since;  // first failed join attempt
 
   void connect_and_join();
@@ -186,6 +196,7 @@ void SiteService::Impl::connect_and_join() {
                           "': " + m->header.value("reason", std::string("?")));
         if (m->type == protocol::kWelcome) {
           on_welcome(*m);
+          ++connections;
           unreachable_since.reset();
           return;
         }
@@ -274,6 +285,10 @@ void SiteService::Impl::on_round_start(const Message& m) {
   const int64_t r = rs.round;
   if (upload_sent != std::chrono::steady_clock::time_point{})
     last_wait_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - upload_sent).count();
+  if (r < round) {  // queued while this site was busy; it has applied that round's result since
+    LH_LOG(Debug, "site") << cfg.id << ": ignoring the round_start of round " << r << " (θ is at round " << round << ")";
+    return;
+  }
   if (r != round) return resync("round_start for round " + std::to_string(r) + " but θ is at round " +
                                 std::to_string(round));
   if (rs.have_upload) {  // reconnected after the coordinator took the upload: wait for the result
@@ -282,10 +297,18 @@ void SiteService::Impl::on_round_start(const Message& m) {
   }
   // The upload of round r is kept until round r's result: a coordinator that restarted before
   // the round closed lost it, and gets it again here (same idempotency key) — never retrained.
-  if (pending_upload && pending_upload->header.value("round", int64_t{-1}) == r) {
+  if (pending_round() == r) {
     LH_LOG(Info, "site") << cfg.id << ": re-sending round " << r << " upload after reconnect";
     send(*pending_upload);
+    pending_conn = connections;
     return;
+  }
+  // A late upload of the previous round, unacked and sent on a connection that has since
+  // dropped: once more (same idempotency key; the coordinator may still count it, stale).
+  if (pending_upload && pending_round() == r - 1 && !pending_acked && pending_conn != connections) {
+    LH_LOG(Info, "site") << cfg.id << ": re-sending the late round " << r - 1 << " upload after reconnect";
+    send(*pending_upload);
+    pending_conn = connections;
   }
   const int64_t H = rs.inner_steps;
   transport::CodecOptions o;
@@ -331,11 +354,20 @@ void SiteService::Impl::on_round_start(const Message& m) {
     up.header["eval_loss"] = eval_loss;
     up.header["eval_tokens"] = eval_tokens;
   }
-  upload_sent = std::chrono::steady_clock::now();
+  const auto now = std::chrono::steady_clock::now();
+  if (upload_sent != std::chrono::steady_clock::time_point{})
+    up.header["cycle_s"] = std::chrono::duration<double>(now - upload_sent).count();
+  if (last_download_s >= 0) {
+    up.header["download_s"] = last_download_s;
+    up.header["download_bytes"] = last_download_bytes;
+  }
+  upload_sent = now;
   up.header["run_id"] = run_id;
   up.header["site"] = cfg.id;
   up.header["fragment"] = 0;
   pending_upload = up;
+  pending_acked = false;
+  pending_conn = connections;
   LH_LOG(Info, "site") << cfg.id << ": round " << r << ": uploading " << up.payload.size()
                        << " bytes (" << transport::encoding_name(o.encoding) << "), train loss " << last_train_loss;
   send(std::move(up));
@@ -348,6 +380,8 @@ void SiteService::Impl::on_round_result(const Message& m) {
   if (r != round) return resync("round_result for round " + std::to_string(r) + " but θ is at round " +
                                 std::to_string(round));
   bytes_down += m.payload.size();
+  last_download_s = m.receive_s;
+  last_download_bytes = m.payload.size();
   // The round's result settles its upload (acks precede results on the connection): the
   // residual's backup (4N) goes before the next round's training.
   std::vector<float>().swap(residual_backup);
@@ -363,16 +397,20 @@ void SiteService::Impl::on_round_result(const Message& m) {
   }
   round = next;
   inner::flat_to_params(*trainer->model(), theta);
-  if (pending_upload && pending_upload->header.value("round", int64_t{-1}) <= r) pending_upload.reset();
+  bool contributed = false, stale_contributed = false;
+  for (const auto& c : res.contributors) contributed |= c == cfg.id;
+  for (const auto& c : res.stale_contributors) stale_contributed |= c == cfg.id;
+  // Settled: older uploads, and this round's when applied or already acked. An unacked upload
+  // of this round was late (the result went out before it arrived): kept, it may count next round.
+  if (pending_round() < r || (pending_round() == r && (contributed || pending_acked))) pending_upload.reset();
   json line = {{"event", "round"},          {"round", r},
                {"param_hash", protocol::hex64(got)},
-               {"contributed", false},      {"tokens", last_tokens},
+               {"contributed", contributed}, {"stale_contributed", stale_contributed},
+               {"tokens", last_tokens},
                {"train_loss", last_train_loss},
                {"trained_hash", protocol::hex64(last_trained_hash)},
                {"bytes_up", bytes_up},      {"bytes_down", bytes_down},
                {"hash_mismatches", hash_mismatches}};
-  for (const auto& c : res.contributors)
-    if (c == cfg.id) line["contributed"] = true;
   metrics << line.dump() << "\n";
   metrics.flush();
   LH_LOG(Info, "site") << cfg.id << ": round " << r << " applied, θ hash " << protocol::hex64(got);
@@ -385,13 +423,19 @@ void SiteService::Impl::handle(const Message& m) {
   if (m.type == protocol::kUploadAck) {
     const protocol::UploadAck a = protocol::parse_upload_ack(m.header);
     const int64_t r = a.round;
-    const bool ours = pending_upload && pending_upload->header.value("round", int64_t{-1}) == r;
+    const bool ours = pending_round() == r;
     if (!ours) {  // an ack applies only to the upload of the round it names
       LH_LOG(Debug, "site") << cfg.id << ": ignoring an ack for round " << r << " (no upload pending for it)";
       return;
     }
     if (a.status == protocol::kAccepted || a.status == protocol::kDuplicate) {
-      LH_LOG(Debug, "site") << cfg.id << ": round " << r << " upload " << a.status;  // kept until the result
+      pending_acked = true;
+      if (r < round) {  // its round's result came first: counted in a later round (stale)
+        LH_LOG(Info, "site") << cfg.id << ": late round " << r << " upload accepted: " << protocol::printable(a.reason, 512);
+        pending_upload.reset();
+      } else {
+        LH_LOG(Debug, "site") << cfg.id << ": round " << r << " upload " << a.status;  // kept until the result
+      }
     } else {
       LH_LOG(Warn, "site") << cfg.id << ": round " << r << " upload " << a.status << ": "
                            << protocol::printable(a.reason, 512);
@@ -402,7 +446,12 @@ void SiteService::Impl::handle(const Message& m) {
   }
   if (m.type == transport::kAckType) return;  // the channel's exactly-once ack of our upload
   if (m.type == protocol::kRunComplete) {
-    LH_LOG(Info, "site") << cfg.id << ": run complete after " << protocol::parse_run_complete(m.header) << " rounds";
+    const int64_t rounds = protocol::parse_run_complete(m.header);
+    LH_LOG(Info, "site") << cfg.id << ": run complete after " << rounds << " rounds";
+    // Remembered: a restart on this run dir (systemd, an operator) exits at once instead of
+    // dialling a coordinator that has finished.
+    const std::string marker = json{{"run_id", run_id}, {"rounds", rounds}}.dump() + "\n";
+    write_file_atomic(run_dir / "run_complete.json", marker);
     done = true;
     return;
   }
@@ -435,6 +484,11 @@ void SiteService::request_stop() { g_stop.store(true); }
 int SiteService::run() {
   Impl& s = *impl_;
   fs::create_directories(s.run_dir);
+  if (const fs::path marker = s.run_dir / "run_complete.json"; fs::exists(marker)) {
+    LH_LOG(Info, "site") << s.cfg.id << ": run dir " << s.run_dir.string() << " holds a completed run ("
+                         << marker.string() << "): nothing to do; remove that file or use a fresh run dir to join a new run";
+    return 0;
+  }
   write_file_atomic(s.run_dir / "site.toml", s.cfg.effective_toml);
   s.metrics.open(s.run_dir / "metrics.jsonl", std::ios::app);
   while (!g_stop.load() && !s.done) {

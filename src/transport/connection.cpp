@@ -124,15 +124,18 @@ net::awaitable<void> Connection::read_loop() {
       }
       if (finished_) break;
       FrameReader reader(limits_.max_message_bytes);
+      std::chrono::steady_clock::time_point first_bytes{};
       while (!reader.done()) {
         auto buf = reader.next_buffer(kReadChunk);
         const std::size_t n = co_await ws_.async_read_some(net::buffer(buf.data(), buf.size()), use_awaitable);
+        if (first_bytes == std::chrono::steady_clock::time_point{}) first_bytes = std::chrono::steady_clock::now();
         reader.consumed(n);
         if (ws_.is_message_done() && !reader.done()) throw WireError("message ended before its declared length");
       }
       if (!ws_.is_message_done()) throw WireError("bytes after the end of a message");
       if (!ws_.got_binary()) throw WireError("text WebSocket message (expected binary)");
       Message m = reader.take();
+      m.receive_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - first_bytes).count();
       ++unhandled_;
       if (on_message_) on_message_(shared_from_this(), std::move(m));
     }

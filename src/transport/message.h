@@ -33,6 +33,9 @@ struct Message {
   std::string type;                 // e.g. "upload", "update", "__ack" (leading "__" is reserved)
   nlohmann::json header = nlohmann::json::object();  // small metadata (run id, round, ...)
   Bytes payload;   // opaque bytes (a codec payload), may be empty
+  // Receiver only, never on the wire: seconds from the arrival of the message's first bytes to
+  // its last (the transfer time as the receiver sees it; 0 on the sender side).
+  double receive_s = 0;
 };
 
 // A malformed or over-cap message from a peer: the connection that produced it is closed.

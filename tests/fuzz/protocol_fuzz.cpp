@@ -47,8 +47,12 @@ struct Model {
         auto u = proto::parse_upload(m.header);
         if (!(u.tokens >= 1) || u.steps < 1 || u.tag.fragment < 0) __builtin_trap();
         UploadVerdict v = round.classify(site, u.tag.round);
-        if (v == UploadVerdict::kFuture && u.tag.round < next_round) v = UploadVerdict::kLate;
         if (v == UploadVerdict::kFuture && u.tag.round <= round.round()) __builtin_trap();
+        if (v == UploadVerdict::kStale) {  // once per site, only for the round just closed
+          if (u.tag.round != round.round() - 1) __builtin_trap();
+          round.record_stale(site, (m.payload.size() & 1) == 0);
+          if (round.classify(site, u.tag.round) != UploadVerdict::kDuplicate) __builtin_trap();
+        }
         if (v == UploadVerdict::kAccept) {
           const bool ok = (m.payload.size() & 1) == 0;  // stands in for the payload checks
           round.record(site, ok);

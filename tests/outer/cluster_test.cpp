@@ -280,6 +280,12 @@ TEST(Cluster, SiteDownAtTheEndIsToldTheRunIsCompleteWhenItReconnects) {
   EXPECT_EQ(coord.wait(60s), 0) << Cluster::tail(coord.log());
   for (const char* s : {"site-a", "site-b"}) EXPECT_EQ(sites[s].wait(30s), 0) << s;
   EXPECT_EQ(c.coordinator_rounds().size(), 3u);
+  // The site remembers: restarted on its run dir after the coordinator has gone, it exits 0 at
+  // once (a systemd restart or an operator) instead of dialling the finished run forever.
+  ASSERT_TRUE(fs::exists(c.site_dir("site-a") / "run_complete.json"));
+  Process again = c.start_site("site-a", "-again");
+  EXPECT_EQ(again.wait(60s), 0) << Cluster::tail(again.log());
+  EXPECT_NE(Cluster::tail(again.log()).find("holds a completed run"), std::string::npos) << Cluster::tail(again.log());
 }
 
 }  // namespace

@@ -6,8 +6,11 @@
 // and every replica still holds bitwise the published θ.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <algorithm>
 #include <cstdio>
+#include <thread>
 
 #include "outer/cluster_util.h"
 
@@ -59,6 +62,106 @@ TEST(EqualTimeCluster, SlowSiteGetsFewerInnerStepsAndAllStayInSync) {
   std::printf("H_k by round:");
   for (const auto& r : rounds) std::printf(" %s", r["inner_steps_by_site"].dump().c_str());
   std::printf("\n");
+}
+
+// Sites of different emulated speeds finish their rounds together: once rates are measured,
+// the slow site's compute seconds per round are within 2x of the fast sites' (without the plan
+// they would be about 4x), and every site reports its utilisation (compute / cycle seconds).
+// Every site's steps are stretched (slowdown 5 and 20), so sleeping, not the loaded CPU,
+// sets the step times.
+TEST(EqualTimeCluster, SitesOfDifferentSpeedsFinishTheirComputeTogether) {
+  ClusterOptions o;
+  o.rounds = 5;
+  o.inner_steps = 16;
+  o.coordinator_overrides = {"sync.balance=\"equal_time\"", "sync.min_inner_steps=1"};
+  Cluster c("equal_time_together", o);
+  Process coord = c.start_coordinator();
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  auto device = [](const char* slowdown) {
+    return std::vector<std::string>{"--set", std::string("train.devices=[{ device = \"cpu\", slowdown = ") + slowdown + " }]"};
+  };
+  std::vector<Process> sites;
+  sites.push_back(c.start_site("site-a", "", device("5.0")));
+  sites.push_back(c.start_site("site-b", "", device("5.0")));
+  sites.push_back(c.start_site("site-c", "", device("20.0")));
+  ASSERT_EQ(coord.wait(300s), 0) << Cluster::tail(coord.log());
+  for (auto& p : sites) EXPECT_EQ(p.wait(60s), 0) << Cluster::tail(p.log());
+  auto rounds = c.coordinator_rounds();
+  ASSERT_EQ(rounds.size(), 5u);
+  // Round 0 runs H everywhere: the slow site computes ~4x longer than the fast ones.
+  const auto& t0 = rounds[0]["site_timing"];
+  EXPECT_GT(t0["site-c"]["compute_s"].get<double>(), 2 * t0["site-a"]["compute_s"].get<double>()) << t0.dump();
+  for (size_t i = 2; i < rounds.size(); ++i) {
+    const auto& t = rounds[i]["site_timing"];
+    ASSERT_TRUE(t.contains("site-c")) << rounds[i].dump();
+    const double slow = t["site-c"]["compute_s"], fast = std::max(t["site-a"]["compute_s"].get<double>(),
+                                                                   t["site-b"]["compute_s"].get<double>());
+    EXPECT_LT(slow, 2 * fast) << "round " << i << ": " << t.dump();
+    EXPECT_LT(fast, 2 * slow) << "round " << i << ": " << t.dump();
+    for (const auto& s : o.sites) {
+      ASSERT_TRUE(t[s].contains("utilisation")) << t.dump();
+      const double u = t[s]["utilisation"];
+      EXPECT_GT(u, 0.0) << s;
+      EXPECT_LE(u, 1.0) << s;
+    }
+  }
+}
+
+// A transient straggler (its process stopped for a while, then continued) does not stall the
+// others: with equal_time a round closes once the expected time plus sync.straggler_margin has
+// passed and the quorum uploaded; the straggler's upload then counts in the next round, stale,
+// with outer.stale_weight, exactly once; no upload is dropped and every replica ends bitwise
+// equal to the published θ.
+TEST(EqualTimeCluster, TransientStragglersUploadCountsStaleInTheNextRound) {
+  ClusterOptions o;
+  o.rounds = 7;
+  o.inner_steps = 10;
+  o.min_sites = 2;
+  o.deadline_s = 120;  // far above the equal_time close: only that can close without site-c
+  o.coordinator_overrides = {"sync.balance=\"equal_time\"", "sync.straggler_margin=0.5",
+                             "outer.stale_weight=0.5"};
+  Cluster c("straggler", o);
+  Process coord = c.start_coordinator();
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  // Every site's steps emulated 10x slower, so that a round lasts long against process noise.
+  const std::vector<std::string> slow = {"--set", "train.devices=[{ device = \"cpu\", slowdown = 10.0 }]"};
+  std::vector<Process> sites;
+  for (const auto& s : o.sites) sites.push_back(c.start_site(s, "", slow));
+  ASSERT_TRUE(c.wait_for_rounds(2, 120s)) << Cluster::tail(coord.log());
+  // Rates are measured now; site-c stops for about two rounds (its upload then counts in a
+  // later round, 1 or 2 rounds stale), well before the run's last round.
+  const double round_s = c.coordinator_rounds().back()["duration_s"].get<double>();
+  sites[2].signal(SIGSTOP);
+  std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(1000 * std::max(0.5, 2 * round_s))));
+  sites[2].signal(SIGCONT);
+  ASSERT_EQ(coord.wait(300s), 0) << Cluster::tail(coord.log());
+  for (auto& p : sites) EXPECT_EQ(p.wait(60s), 0) << Cluster::tail(p.log());
+
+  auto rounds = c.coordinator_rounds();
+  ASSERT_EQ(rounds.size(), 7u);
+  int without_c = 0, stale_c = 0;
+  for (const auto& r : rounds) {
+    const auto& s = r["sites"];
+    if (std::find(s.begin(), s.end(), "site-c") == s.end()) ++without_c;
+    for (const auto& x : r["stale_sites"]) stale_c += x == "site-c";
+    EXPECT_LT(r["duration_s"].get<double>(), o.deadline_s) << r.dump();  // never the hard deadline
+  }
+  EXPECT_GE(without_c, 1) << "rounds closed without the stopped site";
+  EXPECT_EQ(stale_c, 1) << "its late upload counted once, in the round after";
+  // The site saw it too, and every replica is bitwise the published θ after every round.
+  int site_stale = 0;
+  for (const auto& s : o.sites) {
+    for (const auto& l : c.site_rounds(s)) {
+      site_stale += l.value("stale_contributed", false);
+      const auto it = std::find_if(rounds.begin(), rounds.end(), [&](const auto& r) { return r["round"] == l["round"]; });
+      ASSERT_NE(it, rounds.end());
+      EXPECT_EQ(l["param_hash"], (*it)["param_hash"]) << s << " round " << l["round"];
+    }
+  }
+  EXPECT_EQ(site_stale, 1);
+  const std::string log = Cluster::tail(coord.log(), 1 << 20);
+  EXPECT_EQ(log.find("dropped: late"), std::string::npos) << "no upload thrown away";
+  EXPECT_NE(log.find("late upload from site-c stale: counted in round"), std::string::npos);
 }
 
 }  // namespace
