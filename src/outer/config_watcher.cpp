@@ -20,11 +20,12 @@ void ConfigWatcher::install_sighup_handler() {
 }
 
 ConfigWatcher::ConfigWatcher(std::filesystem::path path, std::vector<std::string> overrides,
-                             std::string effective_toml, SyncPolicy current)
+                             std::string effective_toml, SyncPolicy current, AccessLists access)
     : path_(std::move(path)),
       overrides_(std::move(overrides)),
       effective_(std::move(effective_toml)),
-      current_(std::move(current)) {
+      current_(std::move(current)),
+      access_(std::move(access)) {
   std::error_code ec;
   mtime_ = std::filesystem::last_write_time(path_, ec);
   size_ = std::filesystem::file_size(path_, ec);
@@ -52,6 +53,12 @@ std::optional<SyncPolicy> ConfigWatcher::poll() {
     LH_LOG(Warn, "config") << "key '" << key
                            << "' changed in the file but cannot change mid-run: ignored "
                               "(restart the coordinator to change it; only [sync] keys are live)";
+  if (AccessLists a{fresh.allowed_sites, fresh.allowed_operators}; !(a == access_)) {
+    LH_LOG(Info, "config") << "access lists change, effective now: " << a.sites.size() << " allowed sites, "
+                           << a.operators.size() << " allowed operators ([] = any certificate from the CA)";
+    access_ = std::move(a);
+    access_changed_ = true;
+  }
   if (fresh.sync == current_) {
     LH_LOG(Info, "config") << "no [sync] change";
     return std::nullopt;
@@ -60,6 +67,12 @@ std::optional<SyncPolicy> ConfigWatcher::poll() {
                          << describe_change(current_, fresh.sync);
   current_ = fresh.sync;
   return current_;
+}
+
+std::optional<AccessLists> ConfigWatcher::take_access_change() {
+  if (!access_changed_) return std::nullopt;
+  access_changed_ = false;
+  return access_;
 }
 
 }  // namespace longhaul::outer

@@ -40,6 +40,19 @@ Coordinator::Impl::Impl(CoordinatorConfig c, fs::path config, std::vector<std::s
       sites(static_cast<int>(cfg.full_theta_per_window), std::chrono::seconds(cfg.full_theta_window_s)),
       events(kQueuedPerConnection, (static_cast<uint64_t>(cfg.max_message_mb) << 20) * kQueuedPerConnection) {}
 
+void Coordinator::Impl::apply_access(const AccessLists& a) {
+  cfg.allowed_sites = a.sites;
+  cfg.allowed_operators = a.operators;
+  const std::size_t closed = server->set_allowed_peers(a.sites);
+  server->set_allowed_operators(a.operators);
+  std::string list;
+  for (const auto& s : a.sites) list += (list.empty() ? "" : ", ") + s;
+  LH_LOG(Info, "coordinator") << "coordinator.allowed_sites now [" << list << "]"
+                              << (a.sites.empty() ? " (any site certificate from the CA)" : "") << ": closed "
+                              << closed << " connection(s) of sites no longer allowed";
+  snapshot_dirty = true;
+}
+
 void Coordinator::Impl::start_server() {
   transport::ServerOptions o;
   o.bind = cfg.bind;
@@ -176,6 +189,7 @@ int Coordinator::run() {
     const auto now = Clock::now();
     if (now - last_poll > std::chrono::milliseconds(200)) {
       s.watcher->poll();
+      if (auto a = s.watcher->take_access_change()) s.apply_access(*a);
       last_poll = now;
     }
     if (!s.round.is_open()) {

@@ -168,14 +168,17 @@ std::vector<std::string> fixed_keys_changed(const std::string& a, const std::str
   std::map<std::string, std::string> fa, fb;
   flatten(toml::parse(a), "", fa);
   flatten(toml::parse(b), "", fb);
+  auto live = [](const std::string& k) {
+    return k.rfind("sync.", 0) == 0 || k == "coordinator.allowed_sites" || k == "coordinator.allowed_operators";
+  };
   std::vector<std::string> changed;
   for (const auto& [k, v] : fb) {
-    if (k.rfind("sync.", 0) == 0) continue;
+    if (live(k)) continue;
     auto it = fa.find(k);
     if (it == fa.end() || it->second != v) changed.push_back(k);
   }
   for (const auto& [k, v] : fa)
-    if (k.rfind("sync.", 0) != 0 && !fb.count(k)) changed.push_back(k);
+    if (!live(k) && !fb.count(k)) changed.push_back(k);
   return changed;
 }
 

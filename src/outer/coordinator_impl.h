@@ -107,6 +107,10 @@ struct Coordinator::Impl {
   void start_server();
   void pump(std::chrono::milliseconds wait);
   void finish_run();
+  // New access lists from the config file: applied to the server at once (connections of
+  // sites no longer allowed are closed; they stay participants of the open round, like any
+  // disconnected site, so its quorum and deadline rules hold).
+  void apply_access(const AccessLists& a);
   // ---- coordinator_resume.cpp
   void init_state();
   void save_checkpoint();

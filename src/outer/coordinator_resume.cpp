@@ -98,7 +98,8 @@ void Coordinator::Impl::init_state() {
   history.set_run(run_id, unix_now_s());
   history.load_jsonl(run_dir / "metrics.jsonl");  // rounds before a restart, the run's start time
   policy = configured = cfg.sync;
-  watcher = std::make_unique<ConfigWatcher>(config_path, overrides, cfg.effective_toml, cfg.sync);
+  watcher = std::make_unique<ConfigWatcher>(config_path, overrides, cfg.effective_toml, cfg.sync,
+                                            AccessLists{cfg.allowed_sites, cfg.allowed_operators});
 }
 
 void Coordinator::Impl::recover_metrics_line() {

@@ -48,41 +48,12 @@ class ProtocolError : public std::runtime_error {
   std::string label_;
 };
 
-// h[key] as T, or ProtocolError "message 'type': field 'key' missing / not a ...".
-template <typename T>
-T field(const nlohmann::json& h, const char* type, const char* key) {
-  auto it = h.find(key);
-  if (it == h.end())
-    throw ProtocolError(std::string("message '") + type + "': field '" + key + "' missing");
-  try {
-    return it->get<T>();
-  } catch (const nlohmann::json::exception&) {
-    std::string v = it->dump();
-    if (v.size() > 64) v = v.substr(0, 64) + "...";
-    throw ProtocolError(std::string("message '") + type + "': field '" + key +
-                            "' has the wrong type: " + v,
-                        std::string(type) + "." + key);
-  }
-}
-
 // The fields common to all round messages.
 struct RoundTag {
   std::string run_id;
   int64_t round = 0;
   std::string site;
   int fragment = 0;
-
-  nlohmann::json to_json() const {
-    return {{"run_id", run_id}, {"round", round}, {"site", site}, {"fragment", fragment}};
-  }
-  static RoundTag from_json(const nlohmann::json& h, const char* type) {
-    RoundTag t;
-    t.run_id = field<std::string>(h, type, "run_id");
-    t.round = field<int64_t>(h, type, "round");
-    t.site = field<std::string>(h, type, "site");
-    t.fragment = field<int>(h, type, "fragment");
-    return t;
-  }
 };
 
 // Status values of upload_ack.
@@ -97,20 +68,6 @@ inline std::string hex64(uint64_t v) {
   std::string s(16, '0');
   for (int i = 15; i >= 0; --i, v >>= 4) s[i] = d[v & 15];
   return s;
-}
-inline uint64_t parse_hex64(const std::string& s, const char* type, const char* key) {
-  uint64_t v = 0;
-  if (s.size() != 16)
-    throw ProtocolError(std::string("message '") + type + "': field '" + key +
-                        "' is not 16 hex digits: '" + s + "'");
-  for (char c : s) {
-    int x = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    if (x < 0)
-      throw ProtocolError(std::string("message '") + type + "': field '" + key +
-                          "' is not hex: '" + s + "'");
-    v = v << 4 | static_cast<uint64_t>(x);
-  }
-  return v;
 }
 
 }  // namespace longhaul::outer::protocol

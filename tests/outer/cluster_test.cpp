@@ -4,6 +4,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -286,6 +287,43 @@ TEST(Cluster, SiteDownAtTheEndIsToldTheRunIsCompleteWhenItReconnects) {
   Process again = c.start_site("site-a", "-again");
   EXPECT_EQ(again.wait(60s), 0) << Cluster::tail(again.log());
   EXPECT_NE(Cluster::tail(again.log()).find("holds a completed run"), std::string::npos) << Cluster::tail(again.log());
+}
+
+// coordinator.allowed_sites is live: removing a site from the file mid-run closes its
+// connection at once, it cannot rejoin (HTTP 403: the site exits with the reason), and the run
+// goes on with the others (min_sites = 2).
+TEST(Cluster, SiteRemovedFromAllowedSitesMidRunIsDisconnectedAndRefused) {
+  ClusterOptions o;
+  o.rounds = 8;
+  o.inner_steps = 3;
+  o.deadline_s = 5;
+  Cluster c("revoke", o);
+  Process coord = c.start_coordinator();
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  std::vector<Process> sites = c.start_sites();
+  ASSERT_TRUE(c.wait_for_rounds(2, 120s)) << Cluster::tail(coord.log());
+  {
+    std::ifstream in(c.coordinator_config());
+    std::string t((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string from = "allowed_sites = [\"site-a\", \"site-b\", \"site-c\"]";
+    auto at = t.find(from);
+    ASSERT_NE(at, std::string::npos) << t;
+    t.replace(at, from.size(), "allowed_sites = [\"site-a\", \"site-b\"]");
+    std::ofstream out(c.coordinator_config());
+    out << t;
+  }
+  const int rc = sites[2].wait(120s);
+  EXPECT_NE(rc, 0) << "the revoked site exits with the refusal";
+  EXPECT_NE(rc, -1) << Cluster::tail(sites[2].log());
+  EXPECT_NE(Cluster::tail(sites[2].log(), 1 << 16).find("not on the allow-list"), std::string::npos)
+      << Cluster::tail(sites[2].log());
+  ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(sites[i].wait(60s), 0) << Cluster::tail(sites[i].log());
+  auto rounds = c.coordinator_rounds();
+  ASSERT_EQ(rounds.size(), 8u);
+  const auto& last = rounds.back()["sites"];
+  EXPECT_EQ(std::count(last.begin(), last.end(), "site-c"), 0) << last.dump();
+  EXPECT_NE(Cluster::tail(coord.log(), 1 << 20).find("coordinator.allowed_sites now [site-a, site-b]"), std::string::npos);
 }
 
 }  // namespace

@@ -89,5 +89,25 @@ TEST(ConfigWatcher, SighupForcesAReread) {
   EXPECT_EQ(watcher.reloads(), before + 1);
 }
 
+TEST(ConfigWatcher, AccessListsAreLive) {
+  WatchedFile w;
+  w.write(50, 0.7, "[coordinator]\nallowed_sites = [\"a\", \"b\"]\n");
+  auto cfg = read_coordinator_config(w.file, {});
+  ConfigWatcher watcher(w.file, {}, cfg.effective_toml, cfg.sync, AccessLists{cfg.allowed_sites, cfg.allowed_operators});
+  EXPECT_FALSE(watcher.take_access_change());
+  w.write(50, 0.7, "[coordinator]\nallowed_sites = [\"a\"]\nallowed_operators = [\"ops\"]\n");
+  EXPECT_FALSE(watcher.poll());  // no [sync] change ...
+  auto a = watcher.take_access_change();  // ... but new access lists, not refused as fixed keys
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->sites, std::vector<std::string>{"a"});
+  EXPECT_EQ(a->operators, std::vector<std::string>{"ops"});
+  EXPECT_FALSE(watcher.take_access_change());  // taken once
+  EXPECT_TRUE(fixed_keys_changed(cfg.effective_toml, read_coordinator_config(w.file, {}).effective_toml).empty());
+  // A list that does not parse: the whole reload is refused, the running lists stay.
+  w.write(50, 0.7, "[coordinator]\nallowed_sites = \"a\"\n");
+  EXPECT_FALSE(watcher.poll());
+  EXPECT_FALSE(watcher.take_access_change());
+}
+
 }  // namespace
 }  // namespace longhaul::outer
