@@ -1,9 +1,29 @@
 #include "outer/site_config.h"
 
+#include <cmath>
+
 #include "common/config_reader.h"
 #include "common/error.h"
+#include "transport/channel_client.h"
 
 namespace longhaul::outer {
+
+uint64_t LinkEmulation::bytes_per_s() const {
+  return static_cast<uint64_t>(std::llround(emulate_mbps * 125000.0));
+}
+std::chrono::milliseconds LinkEmulation::uplink_latency() const {
+  return std::chrono::milliseconds(emulate_rtt_ms / 2);
+}
+std::chrono::milliseconds LinkEmulation::downlink_latency() const {
+  return std::chrono::milliseconds(emulate_rtt_ms - emulate_rtt_ms / 2);
+}
+
+void LinkEmulation::apply(transport::ClientOptions& o) const {
+  o.rate_limit_bytes_per_s = bytes_per_s();
+  o.added_latency = uplink_latency();
+  o.receive_rate_limit_bytes_per_s = bytes_per_s();
+  o.receive_added_latency = downlink_latency();
+}
 
 SiteConfig read_site_config(const std::filesystem::path& path,
                             const std::vector<std::string>& overrides) {
@@ -31,6 +51,10 @@ SiteConfig read_site_config(const std::filesystem::path& path,
   c.train.data = inner::read_data_config(r, placeholder);
   c.train.train = inner::read_loop_config(r);
   c.train.optim = inner::read_optim_config(r, c.train.train.steps);
+  c.link.emulate_mbps = r.get_double("link.emulate_mbps", 0, 0, 1e6);
+  if (c.link.emulate_mbps > 0 && c.link.emulate_mbps < 0.01)
+    r.fail("link.emulate_mbps", "0 (off) or a rate in [0.01, 1e6] megabits/s");
+  c.link.emulate_rtt_ms = r.get_int("link.emulate_rtt_ms", 0, 0, 60000);
   r.finish();
   c.effective_toml = r.effective_toml();
   return c;

@@ -7,8 +7,11 @@
 //   [data]  this site's corpus and shard (inner::read_data_config)
 //   [optim] inner AdamW (inner::read_optim_config)
 //   [train] batch_size, grad_accum, seed, device, threads, steps (lr schedule horizon), ...
+//   [link]  emulate_mbps, emulate_rtt_ms: WAN emulation, a testing and benchmarking aid
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -16,7 +19,27 @@
 #include "inner/train_config.h"
 #include "transport/tls_context.h"
 
+namespace longhaul::transport {
+struct ClientOptions;
+}
+
 namespace longhaul::outer {
+
+// [link]: makes this site's one connection behave like a slower, longer WAN link, in both
+// directions, entirely inside the site process (the coordinator is unchanged). A testing and
+// benchmarking aid (scripts/bench-wan), not a traffic shaper for production: it adds to what the
+// real link costs, and the coordinator sees its downloads leave at the real link's speed (the
+// site delays their delivery; ClientOptions::receive_*).
+struct LinkEmulation {
+  double emulate_mbps = 0;     // megabits/s (10^6 bit/s) each direction, 0 = off; [0.01, 10^6]
+  int64_t emulate_rtt_ms = 0;  // round-trip time added, ms, 0 = off; [0, 60000]
+  bool enabled() const { return emulate_mbps > 0 || emulate_rtt_ms > 0; }
+  uint64_t bytes_per_s() const;                 // emulate_mbps · 125000, rounded; 0 = off
+  std::chrono::milliseconds uplink_latency() const;    // floor(rtt / 2): site -> coordinator
+  std::chrono::milliseconds downlink_latency() const;  // rtt - floor(rtt / 2): coordinator -> site
+  // Sets the send pacing/latency and the receive emulation of `o` (both directions).
+  void apply(transport::ClientOptions& o) const;
+};
 
 struct SiteConfig {
   std::string id;                 // site id; must equal the CN of tls.cert
@@ -29,6 +52,7 @@ struct SiteConfig {
   double follower_ready_timeout_s = 600;
   transport::TlsFiles tls;
   inner::TrainConfig train;       // .model is replaced by the coordinator's on join
+  LinkEmulation link;             // [link]; off by default
   std::string effective_toml;
 };
 

@@ -180,6 +180,7 @@ void SiteService::Impl::connect_and_join() {
       o.connect_timeout = std::chrono::seconds(static_cast<int64_t>(std::ceil(cfg.connect_timeout_s)));
       o.retry_deadline = std::chrono::seconds(0);
       o.interrupted = [] { return g_stop.load(); };
+      cfg.link.apply(o);  // [link] WAN emulation; all zero (off) by default
       client = std::make_unique<transport::ChannelClient>(o);
       client->connect();
       client->send(make_hello());
@@ -491,6 +492,11 @@ int SiteService::run() {
   }
   write_file_atomic(s.run_dir / "site.toml", s.cfg.effective_toml);
   s.metrics.open(s.run_dir / "metrics.jsonl", std::ios::app);
+  if (s.cfg.link.enabled()) {
+    LH_LOG(Warn, "site") << s.cfg.id << ": emulating a WAN link (testing aid, [link]): "
+                         << s.cfg.link.emulate_mbps << " Mbit/s each way (0 = unpaced), round trip +"
+                         << s.cfg.link.emulate_rtt_ms << " ms";
+  }
   while (!g_stop.load() && !s.done) {
     if (!s.client || !s.client->connected()) {
       s.connect_and_join();

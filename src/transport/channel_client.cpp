@@ -24,7 +24,10 @@ namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 using tcp = net::ip::tcp;
 
-ChannelClient::ChannelClient(ClientOptions options) : options_(std::move(options)) {
+ChannelClient::ChannelClient(ClientOptions options)
+    : options_(std::move(options)),
+      pacer_(options_.receive_rate_limit_bytes_per_s, options_.receive_added_latency),
+      link_timer_(net::make_strand(ioc_)) {
   const Url u = parse_url(options_.url, "wss");
   host_ = u.host;
   port_ = u.port;
@@ -32,6 +35,8 @@ ChannelClient::ChannelClient(ClientOptions options) : options_(std::move(options
   if (options_.server_name.empty()) options_.server_name = host_;
   if (options_.backoff_initial.count() <= 0 || options_.backoff_max < options_.backoff_initial)
     throw UserError("channel client: need 0 < backoff_initial <= backoff_max");
+  if (options_.receive_added_latency.count() < 0)
+    throw UserError("channel client: need receive_added_latency >= 0");
   ssl_ctx_ = std::make_unique<net::ssl::context>(make_client_tls_context(options_.tls));
   work_.emplace(net::make_work_guard(ioc_));
   thread_ = std::thread([this] {
@@ -54,7 +59,80 @@ std::shared_ptr<Connection> ChannelClient::current() const {
   return conn_ && conn_->is_open() ? conn_ : nullptr;
 }
 
-bool ChannelClient::connected() const { return current() != nullptr; }
+bool ChannelClient::connected() const {
+  std::lock_guard lock(mu_);
+  return conn_ && link_up_locked(conn_);
+}
+
+bool ChannelClient::link_up_locked(const std::shared_ptr<Connection>& c) const {
+  return c->is_open() || c == close_on_link_;
+}
+
+void ChannelClient::on_arrival(Message m) {
+  std::lock_guard lock(mu_);
+  if (m.type != kAckType) {
+    if (inbox_bytes_ + m.payload.size() > options_.max_inbox_bytes) {
+      LH_LOG(Error, "channel") << "inbox over its cap of " << options_.max_inbox_bytes
+                               << " bytes: dropping the connection (the caller is not receiving)";
+      if (conn_) conn_->abort("inbox full");
+      return;
+    }
+    inbox_bytes_ += m.payload.size();  // until receive() takes it: on the link or in the inbox
+  }
+  if (!pacer_.enabled()) {
+    deliver_locked(std::move(m));
+    return;
+  }
+  const uint64_t wire = FrameWriter(m).wire_bytes(m.payload.size());
+  link_.push_back({pacer_.deliver_at(ReceivePacer::Clock::now(), wire), std::move(m), nullptr});
+  net::post(link_timer_.get_executor(), [this] { deliver_due(); });
+}
+
+void ChannelClient::on_connection_closed(const std::shared_ptr<Connection>& c) {
+  std::lock_guard lock(mu_);
+  if (pacer_.enabled() && c == conn_ && !closed_) {
+    // The close travels behind the messages that arrived before it.
+    close_on_link_ = c;
+    link_.push_back({pacer_.deliver_at(ReceivePacer::Clock::now(), 0), std::nullopt, c});
+    net::post(link_timer_.get_executor(), [this] { deliver_due(); });
+  }
+  cv_.notify_all();
+}
+
+void ChannelClient::deliver_locked(Message m) {
+  if (m.type == kAckType) {
+    const auto it = m.header.find("idempotency_key");
+    if (it != m.header.end() && it->is_string() && waiting_.count(it->get<std::string>())) {
+      acked_.insert(it->get<std::string>());
+      cv_.notify_all();
+    }
+    return;
+  }
+  inbox_.push_back(std::move(m));
+  cv_.notify_all();
+}
+
+void ChannelClient::deliver_due() {
+  std::lock_guard lock(mu_);
+  const auto now = ReceivePacer::Clock::now();
+  while (!link_.empty() && link_.front().due <= now) {
+    OnLink& f = link_.front();
+    if (f.message) {
+      deliver_locked(std::move(*f.message));
+    } else if (f.closed == close_on_link_) {
+      close_on_link_.reset();
+      cv_.notify_all();
+    }
+    link_.pop_front();
+  }
+  if (link_.empty() || link_timer_armed_) return;  // an armed timer is due no later than the front
+  link_timer_armed_ = true;
+  link_timer_.expires_at(link_.front().due);
+  link_timer_.async_wait([this](boost::system::error_code) {
+    link_timer_armed_ = false;
+    deliver_due();
+  });
+}
 
 namespace {
 
@@ -133,36 +211,13 @@ std::shared_ptr<Connection> ChannelClient::connect_once() {
   Outcome out = fut.get();  // rethrows only what is not a connection failure (UserError, bad_alloc)
   if (out.error) throw *out.error;
   auto conn = std::move(out.conn);
-  conn->start(
-      [this](std::shared_ptr<Connection>, Message m) {
-        std::lock_guard lock(mu_);
-        if (m.type == kAckType) {
-          const auto it = m.header.find("idempotency_key");
-          if (it != m.header.end() && it->is_string() && waiting_.count(it->get<std::string>())) {
-            acked_.insert(it->get<std::string>());
-            cv_.notify_all();
-          }
-          return;
-        }
-        if (inbox_bytes_ + m.payload.size() > options_.max_inbox_bytes) {
-          LH_LOG(Error, "channel") << "inbox over its cap of " << options_.max_inbox_bytes
-                                   << " bytes: dropping the connection (the caller is not receiving)";
-          if (conn_) conn_->abort("inbox full");
-          return;
-        }
-        inbox_bytes_ += m.payload.size();
-        inbox_.push_back(std::move(m));
-        cv_.notify_all();
-      },
-      [this](std::shared_ptr<Connection>, std::string) {
-        std::lock_guard lock(mu_);
-        cv_.notify_all();
-      });
+  conn->start([this](std::shared_ptr<Connection>, Message m) { on_arrival(std::move(m)); },
+              [this](std::shared_ptr<Connection> c, std::string) { on_connection_closed(c); });
   return conn;
 }
 
 void ChannelClient::connect() {
-  if (connected()) return;
+  if (current()) return;
   {
     std::lock_guard lock(mu_);
     if (closed_) throw ChannelError("channel client is closed");
@@ -257,10 +312,10 @@ void ChannelClient::send_reliable(Message m, std::chrono::milliseconds timeout) 
       continue;
     }
     std::unique_lock lock(mu_);
-    cv_.wait_until(lock, deadline, [&] { return acked_.count(key) > 0 || !c->is_open() || closed_; });
+    cv_.wait_until(lock, deadline, [&] { return acked_.count(key) > 0 || !link_up_locked(c) || closed_; });
     if (acked_.count(key)) return;
     if (closed_) throw ChannelError("channel client closed during send_reliable '" + key + "'");
-    if (!c->is_open()) {
+    if (!link_up_locked(c)) {
       LH_LOG(Warn, "channel") << "connection to " << options_.url << " lost before the ack of '" << key
                               << "'; reconnecting and resending (attempt " << attempt + 1 << ")";
     }
