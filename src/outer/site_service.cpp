@@ -274,6 +274,8 @@ void SiteService::Impl::on_welcome(const Message& m) {
                     ") from the same config: versions differ?");
   theta.resize(manifest.total_elements());
   bytes_down += m.payload.size();
+  last_download_s = m.receive_s;  // the welcome's θ is the first download the link carried
+  last_download_bytes = m.payload.size();
   transport::decode(m.payload, theta, manifest_hash);
   if (param_hash(theta) != w.param_hash) throw transport::ChannelError("welcome θ hash mismatch");
   inner::flat_to_params(*trainer->model(), theta);

@@ -84,6 +84,9 @@ void ChannelClient::on_arrival(Message m) {
     return;
   }
   const uint64_t wire = FrameWriter(m).wire_bytes(m.payload.size());
+  // As a receiver at the end of the emulated link would time it: its transmission time too.
+  if (options_.receive_rate_limit_bytes_per_s > 0)
+    m.receive_s += static_cast<double>(wire) / static_cast<double>(options_.receive_rate_limit_bytes_per_s);
   link_.push_back({pacer_.deliver_at(ReceivePacer::Clock::now(), wire), std::move(m), nullptr});
   net::post(link_timer_.get_executor(), [this] { deliver_due(); });
 }

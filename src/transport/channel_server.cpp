@@ -121,6 +121,30 @@ void ChannelServer::Impl::deliver(std::shared_ptr<Connection> c, Message m) {
   }
 }
 
+bool ChannelServer::Impl::begin_handshake(const std::string& ip, std::string* why) {
+  std::lock_guard lock(hs_mu);
+  std::size_t& mine = handshakes_by_address[ip];
+  if (handshakes >= options.max_pending_handshakes) {
+    *why = "too many pending TLS handshakes (max_pending_handshakes " + std::to_string(options.max_pending_handshakes) + ")";
+  } else if (mine >= options.max_handshakes_per_address) {
+    *why = "too many pending TLS handshakes from " + ip + " (max_handshakes_per_address " +
+           std::to_string(options.max_handshakes_per_address) + ")";
+  } else {
+    ++mine;
+    ++handshakes;
+    return true;
+  }
+  if (mine == 0) handshakes_by_address.erase(ip);
+  return false;
+}
+
+void ChannelServer::Impl::end_handshake(const std::string& ip) {
+  std::lock_guard lock(hs_mu);
+  --handshakes;
+  if (auto it = handshakes_by_address.find(ip); it != handshakes_by_address.end() && --it->second == 0)
+    handshakes_by_address.erase(it);
+}
+
 namespace {
 
 net::awaitable<void> accept_loop(std::shared_ptr<ChannelServer::Impl> impl, bool plain) {
@@ -142,10 +166,19 @@ net::awaitable<void> accept_loop(std::shared_ptr<ChannelServer::Impl> impl, bool
       continue;  // socket closes on scope exit
     }
     auto exec = socket.get_executor();
-    if (plain)
+    if (plain) {
       net::co_spawn(exec, serve_plain_session(impl, std::move(socket)), net::detached);
-    else
-      net::co_spawn(exec, serve_session(impl, std::move(socket)), net::detached);
+      continue;
+    }
+    boost::system::error_code ep_ec;
+    const auto ep = socket.remote_endpoint(ep_ec);
+    const std::string ip = ep_ec ? "unknown" : ep.address().to_string();
+    std::string why;
+    if (!impl->begin_handshake(ip, &why)) {
+      impl->reject(ip + ":" + std::to_string(ep.port()), why);
+      continue;  // socket closes on scope exit
+    }
+    net::co_spawn(exec, serve_session(impl, std::move(socket), HandshakeSlot(impl, ip)), net::detached);
   }
 }
 

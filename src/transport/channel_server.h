@@ -52,6 +52,11 @@ struct ServerOptions {
   uint64_t max_message_bytes = 1ull << 30;         // per wire message, bytes
   uint64_t max_queued_bytes = 2ull << 30;          // per connection send queue, bytes
   std::size_t max_connections = 256;               // concurrent connections (incl. HTTPS)
+  // Connections still in their TLS handshake (not yet authenticated): in all, and from one
+  // source IP address. Beyond either, a new connection is closed at once (logged): anonymous
+  // peers cannot hold the connection budget with slow handshakes.
+  std::size_t max_pending_handshakes = 64;
+  std::size_t max_handshakes_per_address = 8;
   std::chrono::seconds handshake_timeout{10};      // TLS + HTTP request + WebSocket handshake
   std::chrono::seconds idle_timeout{60};           // silent this long => dropped; pings at half
   uint64_t rate_limit_bytes_per_s = 0;             // WAN emulation per connection, 0 = off

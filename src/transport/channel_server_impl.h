@@ -40,6 +40,13 @@ struct ChannelServer::Impl : std::enable_shared_from_this<ChannelServer::Impl> {
   };
   std::map<std::string, RememberedKeys> keys;      // by peer id: no peer can evict another's
 
+  std::mutex hs_mu;                                // guards the two handshake counts
+  std::size_t handshakes = 0;                      // TLS handshakes in progress
+  std::map<std::string, std::size_t> handshakes_by_address;  // ... by source IP
+  // Takes a handshake slot for `ip`, or says why not (the caps of ServerOptions).
+  bool begin_handshake(const std::string& ip, std::string* why);
+  void end_handshake(const std::string& ip);
+
   mutable std::mutex acl_mu;                       // guards the two allow-lists
   std::vector<std::string> allowed_peers, allowed_operators;
 
@@ -56,6 +63,26 @@ struct ChannelServer::Impl : std::enable_shared_from_this<ChannelServer::Impl> {
   // Registers a new WebSocket connection and starts it.
   void adopt(std::shared_ptr<Connection> c);
   void deliver(std::shared_ptr<Connection> c, Message m);
+};
+
+// One connection's place among the pending handshakes: released once its TLS handshake ended
+// (release(), or the destructor on any path out).
+class HandshakeSlot {
+ public:
+  HandshakeSlot(std::shared_ptr<ChannelServer::Impl> impl, std::string ip) : impl_(std::move(impl)), ip_(std::move(ip)) {}
+  HandshakeSlot(HandshakeSlot&& o) noexcept : impl_(std::move(o.impl_)), ip_(std::move(o.ip_)) {}
+  HandshakeSlot(const HandshakeSlot&) = delete;
+  HandshakeSlot& operator=(const HandshakeSlot&) = delete;
+  HandshakeSlot& operator=(HandshakeSlot&&) = delete;
+  ~HandshakeSlot() { release(); }
+  void release() {
+    if (impl_) impl_->end_handshake(ip_);
+    impl_.reset();
+  }
+
+ private:
+  std::shared_ptr<ChannelServer::Impl> impl_;
+  std::string ip_;
 };
 
 }  // namespace longhaul::transport

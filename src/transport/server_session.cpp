@@ -58,7 +58,7 @@ HttpRequest to_request(const http::request<http::string_body>& req, const std::s
 
 }  // namespace
 
-net::awaitable<void> serve_session(std::shared_ptr<ChannelServer::Impl> impl, tcp::socket socket) {
+net::awaitable<void> serve_session(std::shared_ptr<ChannelServer::Impl> impl, tcp::socket socket, HandshakeSlot slot) {
   SessionCount count(impl->sessions);
   boost::system::error_code ec;
   const auto ep = socket.remote_endpoint(ec);
@@ -76,6 +76,7 @@ net::awaitable<void> serve_session(std::shared_ptr<ChannelServer::Impl> impl, tc
     impl->reject(address, why);
     co_return;
   }
+  slot.release();  // authenticated (its certificate chains to the CA): no longer anonymous
   const std::string peer_id = peer_identity(stream.native_handle());
   const std::string role = peer_role(stream.native_handle());
   const std::string peer = "'" + peer_id + "' (" + address + ")";
