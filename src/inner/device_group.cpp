@@ -92,6 +92,7 @@ DeviceGroup::DeviceGroup(std::shared_ptr<torch::nn::Module> primary, ReplicaFact
       rank_rate_(1, options_.balance) {
   LH_CHECK(primary_ != nullptr, "no primary model");
   LH_CHECK(!options_.devices.empty(), "no devices");
+  min_compute_per_seq_.assign(options_.devices.size(), 0.0);
   LH_CHECK(options_.rebalance_every >= 1, "rebalance_every = ", options_.rebalance_every);
   LH_CHECK(options_.verify_every >= 0, "verify_every = ", options_.verify_every);
   for (size_t i = 0; i < options_.devices.size(); ++i)
@@ -187,7 +188,11 @@ void DeviceGroup::run_devices(const torch::Tensor& inputs, const torch::Tensor& 
       if (devices_[i].is_cuda()) torch::cuda::synchronize(devices_[i].index());
       const double compute_wall = seconds_since(t0);
       const double compute_cpu = cpu_timed ? Slowdown::thread_cpu_seconds() - cpu0 : compute_wall;
-      const double slept = slowdown.pace(t0, compute_cpu);
+      // The device's intrinsic cost: its cheapest step so far, per sequence (see the header).
+      double& base = min_compute_per_seq_[i];
+      const double per_seq = compute_cpu / static_cast<double>(share);
+      if (base <= 0 || per_seq < base) base = per_seq;
+      const double slept = slowdown.pace(t0, base * static_cast<double>(share));
       LH_LOG(Debug, "devices") << device_label(options_.devices[i], i) << ": " << share
                                << " sequences, compute " << compute_wall << " s wall, " << compute_cpu
                                << " s cpu, slept " << slept << " s";

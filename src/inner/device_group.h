@@ -129,6 +129,10 @@ class DeviceGroup {
   std::vector<std::shared_ptr<torch::nn::Module>> replicas_;  // [0] is primary_
   std::vector<std::unique_ptr<DeviceWorker>> workers_;
   ThroughputBalancer device_balancer_;
+  // Emulated slowdown: the least compute seconds per sequence seen on each device so far (0:
+  // none yet). The pace is set from it, not from the step just done: on a VM a step after a
+  // long sleep can cost several times its usual CPU, and pacing on that would compound.
+  std::vector<double> min_compute_per_seq_;
   ThroughputBalancer rank_balancer_;
   ThroughputBalancer rank_rate_;  // one worker: this rank's moving-average sequences/s
   std::vector<int64_t> last_rank_split_;

@@ -6,7 +6,9 @@
 // sequences/s drop by the factor s). Compute time is the worker thread's CPU time when the
 // device is a 1-thread CPU worker (so that other processes on a busy machine, which stretch
 // wall time, do not count as the device's work), else the wall time of the work. With s = 1
-// (the default) nothing sleeps. The sleep is capped at kMaxSleep per call so a mis-set factor
+// (the default) nothing sleeps. DeviceGroup paces on the device's cheapest step so far (per
+// sequence), not on the step just done: on a VM the step after a long sleep can cost several
+// times its usual CPU, and pacing on that compounded (factor 8 once gave ~60x, not 8x). The sleep is capped at kMaxSleep per call so a mis-set factor
 // cannot wedge a run.
 #pragma once
 
