@@ -64,6 +64,7 @@ SyncPolicy read_sync_policy(ConfigReader& r) {
 
 std::string describe_change(const SyncPolicy& a, const SyncPolicy& b) {
   std::ostringstream os;
+  os << std::boolalpha;  // auto_inner_steps false -> true, not 0 -> 1
   auto item = [&](const char* k, const auto& x, const auto& y) {
     if (x == y) return;
     if (os.tellp() > 0) os << ", ";

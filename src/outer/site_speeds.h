@@ -41,7 +41,6 @@ class SiteSpeeds {
   std::map<std::string, double> step_rates() const;
   const std::map<std::string, SiteSpeed>& all() const { return speeds_; }
   const SiteSpeed* find(const std::string& site) const;
-  void forget(const std::string& site) { speeds_.erase(site); }
 
  private:
   double smooth(double old_value, double sample) const;

@@ -196,15 +196,7 @@ TEST(Cluster, InnerStepsEditedMidRunTakesEffectNextRound) {
   std::vector<Process> sites = c.start_sites();
   ASSERT_TRUE(c.wait_for_rounds(1, 120s)) << Cluster::tail(coord.log());
   const size_t closed_before_edit = c.coordinator_rounds().size();
-  {
-    std::ifstream in(c.coordinator_config());
-    std::string t((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    auto at = t.find("inner_steps = 3");
-    ASSERT_NE(at, std::string::npos);
-    t.replace(at, 15, "inner_steps = 7");
-    std::ofstream out(c.coordinator_config());
-    out << t;
-  }
+  ASSERT_TRUE(c.edit_coordinator_config("inner_steps = 3", "inner_steps = 7"));
   ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
   for (auto& p : sites) EXPECT_EQ(p.wait(60s), 0) << Cluster::tail(p.log());
   auto rounds = c.coordinator_rounds();
@@ -302,16 +294,8 @@ TEST(Cluster, SiteRemovedFromAllowedSitesMidRunIsDisconnectedAndRefused) {
   ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
   std::vector<Process> sites = c.start_sites();
   ASSERT_TRUE(c.wait_for_rounds(2, 120s)) << Cluster::tail(coord.log());
-  {
-    std::ifstream in(c.coordinator_config());
-    std::string t((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const std::string from = "allowed_sites = [\"site-a\", \"site-b\", \"site-c\"]";
-    auto at = t.find(from);
-    ASSERT_NE(at, std::string::npos) << t;
-    t.replace(at, from.size(), "allowed_sites = [\"site-a\", \"site-b\"]");
-    std::ofstream out(c.coordinator_config());
-    out << t;
-  }
+  ASSERT_TRUE(c.edit_coordinator_config("allowed_sites = [\"site-a\", \"site-b\", \"site-c\"]",
+                                         "allowed_sites = [\"site-a\", \"site-b\"]"));
   const int rc = sites[2].wait(120s);
   EXPECT_NE(rc, 0) << "the revoked site exits with the refusal";
   EXPECT_NE(rc, -1) << Cluster::tail(sites[2].log());

@@ -208,6 +208,16 @@ std::vector<json> Cluster::site_rounds(const std::string& s) const {
   return read_events(site_dir(s) / "metrics.jsonl", "round");
 }
 
+bool Cluster::edit_coordinator_config(const std::string& from, const std::string& to) const {
+  std::ifstream in(coordinator_config());
+  std::string t((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto at = t.find(from);
+  if (at == std::string::npos) return false;
+  t.replace(at, from.size(), to);
+  std::ofstream(coordinator_config()) << t;
+  return true;
+}
+
 bool Cluster::wait_for_rounds(size_t n, std::chrono::seconds timeout) const {
   auto until = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < until) {

@@ -76,6 +76,9 @@ class Cluster {
   static std::vector<nlohmann::json> read_events(const fs::path& jsonl, const std::string& event);
   std::vector<nlohmann::json> coordinator_rounds() const;
   std::vector<nlohmann::json> site_rounds(const std::string& s) const;
+  // Rewrites the coordinator's config file with the first `from` replaced by `to` (a live
+  // edit, as an operator would make it); false when `from` is not in the file.
+  bool edit_coordinator_config(const std::string& from, const std::string& to) const;
   // Waits until the coordinator has logged `n` round lines; false on timeout.
   bool wait_for_rounds(size_t n, std::chrono::seconds timeout) const;
   static std::string tail(const fs::path& log, size_t bytes = 4000);

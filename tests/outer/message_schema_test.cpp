@@ -75,11 +75,19 @@ TEST(MessageSchema, UploadBoundsTokensStepsAndTimings) {
   EXPECT_DOUBLE_EQ(p.tokens, 512);
   EXPECT_DOUBLE_EQ(*p.timing.compute_s, 1.25);
   EXPECT_FALSE(p.timing.wait_s);
+  u["cycle_s"] = 4.0;
+  u["download_s"] = 0.5;
+  u["download_bytes"] = 1000;
+  p = parse_upload(u);
+  EXPECT_DOUBLE_EQ(*p.timing.cycle_s, 4.0);
+  EXPECT_DOUBLE_EQ(*p.timing.download_bytes, 1000);
   u["train_loss"] = nullptr;  // a non-finite loss travels as null
   EXPECT_FALSE(parse_upload(u).train_loss);
   for (auto [key, bad] : std::vector<std::pair<const char*, json>>{
            {"tokens", 0}, {"tokens", "1"}, {"tokens", 1e300}, {"steps", -1}, {"round", -1},
-           {"fragment", kMaxFragments}, {"compute_s", -1}, {"run_id", std::string(129, 'r')}}) {
+           {"fragment", kMaxFragments}, {"compute_s", -1}, {"run_id", std::string(129, 'r')},
+           {"cycle_s", -1}, {"cycle_s", "2"}, {"download_s", 1e12}, {"download_bytes", -1},
+           {"download_bytes", 1e14}, {"download_bytes", "9"}}) {
     json v = u;
     v[key] = bad;
     std::string label;
@@ -98,6 +106,14 @@ TEST(MessageSchema, SiteSideMessages) {
   json rr = {{"round", 2}, {"next_round", 3}, {"applied", true}, {"param_hash", "0123456789abcdef"},
              {"contributors", {"a", "b"}}};
   EXPECT_EQ(parse_round_result(rr).contributors.size(), 2u);
+  EXPECT_TRUE(parse_round_result(rr).stale_contributors.empty());
+  rr["stale_contributors"] = {"c"};
+  EXPECT_EQ(parse_round_result(rr).stale_contributors, std::vector<std::string>{"c"});
+  for (const json& bad : {json("c"), json({1}), json({std::string(kMaxIdBytes + 1, 'x')})}) {
+    json v = rr;
+    v["stale_contributors"] = bad;
+    EXPECT_NE(error_of([&] { parse_round_result(v); }).find("field 'stale_contributors'"), std::string::npos) << bad;
+  }
   rr["next_round"] = 9;  // a result must advance exactly one round
   EXPECT_NE(error_of([&] { parse_round_result(rr); }).find("field 'next_round'"), std::string::npos);
   EXPECT_NE(error_of([] { parse_upload_ack({{"round", 1}, {"status", "maybe"}}); }).find("field 'status'"),
