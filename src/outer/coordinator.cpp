@@ -118,6 +118,8 @@ void Coordinator::Impl::pump(std::chrono::milliseconds wait) {
 void Coordinator::Impl::finish_run() {
   LH_LOG(Info, "coordinator") << "run " << run_id << " complete: " << next_round << " rounds, final eval loss "
                               << last_eval;
+  for (const auto& [id, m] : deferred_stale)  // arrived after the last round closed: no round left
+    LH_LOG(Warn, "coordinator") << "late upload from " << id << " arrived after the last round: not applied";
   // The trained model: the published θ (what every site holds), as model.safetensors +
   // model.json in the run dir, loadable into nanoGPT like `longhaul train`'s export.
   {

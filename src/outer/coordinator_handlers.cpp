@@ -87,7 +87,7 @@ void Coordinator::Impl::handle(ChannelEvent& e) {
     }
     return;
   }
-  const Message& m = e.msg;
+  Message& m = e.msg;  // on_upload may keep the payload of a held late upload
   std::string id = sites.id_of(c);
   try {
     if (SiteEntry* s = sites.find(id)) s->last_seen = SteadyClock::now();
@@ -230,7 +230,7 @@ void Coordinator::Impl::send_round_start(const std::string& site) {
   send(site, std::move(m));
 }
 
-void Coordinator::Impl::on_upload(const std::string& site, const Message& m) {
+void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
   const protocol::Upload u = protocol::parse_upload(m.header);
   if (u.tag.site != site)
     throw protocol::ProtocolError("upload names site '" + u.tag.site + "' on " + site + "'s connection",
@@ -258,7 +258,9 @@ void Coordinator::Impl::on_upload(const std::string& site, const Message& m) {
     LH_LOG(Info, "coordinator") << "round " << u.tag.round << ": late upload from " << site
                                 << " held for the next round";
     s.bytes_up -= m.payload.size();  // counted when handled
-    deferred_stale.insert_or_assign(site, m);
+    Message held{m.type, m.header, std::move(m.payload)};  // the payload is moved, never copied
+    held.receive_s = m.receive_s;
+    deferred_stale.insert_or_assign(site, std::move(held));
     return;
   }
   if (v != UploadVerdict::kAccept && !stale) {

@@ -119,7 +119,8 @@ struct Coordinator::Impl {
   // ---- coordinator_handlers.cpp
   void handle(ChannelEvent& e);
   void on_hello(const std::shared_ptr<transport::Connection>& c, const transport::Message& m);
-  void on_upload(const std::string& site, const transport::Message& m);
+  // Takes the payload out of `m` when it holds a late upload for the next round.
+  void on_upload(const std::string& site, transport::Message& m);
   // The upload's figures into the site's status report, utilisation included.
   void note_site_report(SiteEntry& s, const protocol::Upload& u, const transport::Message& m);
   void on_resync(const std::string& site, const transport::Message& m);

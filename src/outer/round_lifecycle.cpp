@@ -102,7 +102,7 @@ void Coordinator::Impl::open_round() {
   // Late uploads that arrived while no round was open count in this one.
   auto held = std::move(deferred_stale);
   deferred_stale.clear();
-  for (const auto& [id, m] : held) {
+  for (auto& [id, m] : held) {
     try {
       on_upload(id, m);
     } catch (const std::exception& e) {  // it parsed when it arrived; nothing else may end the run
