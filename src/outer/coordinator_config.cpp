@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "inner/train_config.h"
+#include "outer/fragment_schedule.h"
 #include "transport/codec.h"
 
 namespace longhaul::outer {
@@ -35,6 +36,30 @@ void parse_dashboard_bind(ConfigReader& r, CoordinatorConfig& c) {
            "from elsewhere through an SSH tunnel, or use the TLS port with an operator certificate");
   c.dashboard_address = addr.to_string();
   c.dashboard_port = p;
+}
+}  // namespace
+
+namespace {
+// Streaming DiLoCo needs one fixed schedule that every site follows in lockstep (issue #11).
+void check_streaming(ConfigReader& r, const StreamingConfig& s, const SyncPolicy& p, const inner::GptConfig& m) {
+  if (s.fragments > 1 && s.fragments > m.n_layer)
+    r.fail("sync.fragments", "at most model.n_layer = " + std::to_string(m.n_layer) +
+                                 " (fragments are strided over whole transformer blocks)");
+  if (!s.streaming()) return;
+  const char* key = s.fragments > 1 ? "sync.fragments" : "sync.overlap_steps";
+  if (p.auto_inner_steps)
+    r.fail(key, "sync.inner_steps = \"auto\" to be off: fragments and overlap follow a fixed schedule of H steps");
+  if (p.balance != "equal_steps")
+    r.fail(key, "sync.balance = \"equal_steps\": every site runs the same fragment schedule");
+  if (s.fragments > p.inner_steps)
+    r.fail("sync.fragments", "at most sync.inner_steps = " + std::to_string(p.inner_steps) +
+                                 " (each fragment synchronizes at its own step offset within H)");
+  const int64_t gap = FragmentSchedule(s.fragments, p.inner_steps).min_gap();
+  if (s.overlap_steps >= gap)
+    r.fail("sync.overlap_steps", "less than " + std::to_string(gap) +
+                                     ", the fewest inner steps between two fragment exchanges (sync.inner_steps " +
+                                     std::to_string(p.inner_steps) + " / sync.fragments " +
+                                     std::to_string(s.fragments) + "): at most one fragment may be in flight");
 }
 }  // namespace
 
@@ -130,6 +155,10 @@ CoordinatorConfig read_coordinator_config(const std::filesystem::path& path,
       r.get_int("coordinator.full_theta_per_window", c.full_theta_per_window, 1, 1000000);
   c.full_theta_window_s = r.get_int("coordinator.full_theta_window_s", c.full_theta_window_s, 1, 86400);
   c.sync = read_sync_policy(r);
+  c.streaming.fragments = static_cast<int>(r.get_int("sync.fragments", c.streaming.fragments, 1, 1024));
+  c.streaming.overlap_steps = r.get_int("sync.overlap_steps", c.streaming.overlap_steps, 0, 1000000);
+  c.streaming.merge_alpha = r.get_double("sync.merge_alpha", c.streaming.merge_alpha, 0.0, 0.99);
+  check_streaming(r, c.streaming, c.sync, c.model);
   // Optional: the coordinator's own held-out set. Without it, sites evaluate θ on their own
   // validation split and report it (the data never leaves the sites).
   if (r.has("data.path") && !r.get_string("data.path", "").empty()) {
@@ -170,6 +199,7 @@ std::vector<std::string> fixed_keys_changed(const std::string& a, const std::str
   flatten(toml::parse(a), "", fa);
   flatten(toml::parse(b), "", fb);
   auto live = [](const std::string& k) {
+    if (k == "sync.fragments" || k == "sync.overlap_steps" || k == "sync.merge_alpha") return false;
     return k.rfind("sync.", 0) == 0 || k == "coordinator.allowed_sites" || k == "coordinator.allowed_operators";
   };
   std::vector<std::string> changed;

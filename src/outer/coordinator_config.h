@@ -7,7 +7,8 @@
 //   [model]       the GPT architecture every site builds (inner::read_model_config)
 //   [outer]       optimizer, lr, momentum, warmup_rounds, max_update_norm, aggregation, weighting, trim, max_norm_ratio, max_update_ratio
 //   [sync]        live-tunable: inner_steps, min_sites, round_deadline_s, *_encoding, zstd_level,
-//                 balance, min_inner_steps
+//                 balance, min_inner_steps, ...; fixed for the run: fragments, overlap_steps,
+//                 merge_alpha (StreamingConfig)
 //   [data]        corpus for the held-out evaluation of θ (inner::read_data_config)
 //   [eval]        every_rounds, batches, batch_size
 #pragma once
@@ -30,6 +31,18 @@ struct EvalConfig {
   int64_t every_rounds = 1;  // evaluate θ every N rounds (and after the last); 0 = only the last
   int64_t batches = 4;       // batches of the fixed validation set
   int64_t batch_size = 8;    // sequences per evaluation batch
+};
+
+// Streaming DiLoCo (issue #11): keys of [sync] fixed for the whole run (every site's schedule
+// and the checkpoint depend on them; a live edit is ignored with a warning).
+struct StreamingConfig {
+  int fragments = 1;           // sync.fragments = P: 1 = one exchange of all of θ per round
+  int64_t overlap_steps = 0;   // sync.overlap_steps = τ: inner steps a site trains while a
+                               // fragment is in flight (0 = blocking); < the smallest gap
+                               // between two exchanges, floor(H/P) or a little more
+  double merge_alpha = 0.5;    // sync.merge_alpha = α in [0, 1): local ← α·local + (1−α)·global
+                               // for an overlapped fragment (unused when τ = 0)
+  bool streaming() const { return fragments > 1 || overlap_steps > 0; }
 };
 
 struct CoordinatorConfig {
@@ -58,6 +71,7 @@ struct CoordinatorConfig {
   int64_t full_theta_per_window = 6;   // joins/resyncs (each sends a full θ) allowed per site per window
   int64_t full_theta_window_s = 60;    // that window, seconds
   SyncPolicy sync;
+  StreamingConfig streaming;           // sync.fragments, sync.overlap_steps, sync.merge_alpha
   inner::CorpusSpec data;              // held-out evaluation data (validation split)
   EvalConfig eval;
   std::string effective_toml;          // for <run_dir>/coordinator.toml

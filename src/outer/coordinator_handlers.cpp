@@ -31,7 +31,7 @@ void Coordinator::Impl::send(const std::string& site, Message m) {
   s->bytes_down += m.payload.size();
   m.header["run_id"] = run_id;
   m.header["site"] = site;
-  m.header["fragment"] = 0;
+  if (!m.header.contains("fragment")) m.header["fragment"] = 0;
   try {
     s->conn->send(std::move(m));
   } catch (const std::exception& e) {
@@ -203,6 +203,12 @@ bool Coordinator::Impl::send_welcome(const std::string& site) {
               {"model", cfg.model.to_json()},
               {"manifest_hash", protocol::hex64(manifest_hash)},
               {"param_hash", protocol::hex64(theta_pub_hash)}};
+  if (cfg.streaming.streaming()) {  // the fixed schedule every site follows (issue #11)
+    w.header["fragments"] = layout.size();
+    w.header["overlap_steps"] = cfg.streaming.overlap_steps;
+    w.header["merge_alpha"] = cfg.streaming.merge_alpha;
+    w.header["layout_hash"] = protocol::hex64(layout.hash());
+  }
   w.payload = transport::encode(theta_pub, manifest, o);
   send(site, std::move(w));
   return true;
@@ -213,6 +219,7 @@ void Coordinator::Impl::send_round_start(const std::string& site) {
   m.type = protocol::kRoundStart;
   double left = std::chrono::duration<double>(round.deadline() - Clock::now()).count();
   m.header = {{"round", round.round()},
+              {"fragment", round_fragment},
               {"inner_steps", inner_steps_of(site)},
               {"upload_encoding", policy.upload_encoding},
               {"download_encoding", policy.download_encoding},
@@ -220,7 +227,7 @@ void Coordinator::Impl::send_round_start(const std::string& site) {
               // The inner lr schedule follows the run (Trainer::follow_schedule): this round
               // starts at schedule_steps and covers H steps in this site's H_k steps.
               {"schedule_step", schedule_steps},
-              {"schedule_stride", static_cast<double>(policy.inner_steps) / static_cast<double>(inner_steps_of(site))},
+              {"schedule_stride", static_cast<double>(round_h) / static_cast<double>(inner_steps_of(site))},
               {"deadline_s", std::max(0.0, left)},
               {"param_hash", protocol::hex64(theta_pub_hash)},
               // After a reconnect: whether this round already holds the site's upload (then it
@@ -235,9 +242,9 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
   if (u.tag.site != site)
     throw protocol::ProtocolError("upload names site '" + u.tag.site + "' on " + site + "'s connection",
                                   "upload.site");
-  if (u.tag.fragment != 0)
-    throw protocol::ProtocolError("upload for fragment " + std::to_string(u.tag.fragment) +
-                                      " but this run has 1 fragment",
+  if (u.tag.fragment >= layout.size())
+    throw protocol::ProtocolError("upload for fragment " + std::to_string(u.tag.fragment) + " but this run has " +
+                                      std::to_string(layout.size()) + " fragment(s)",
                                   "upload.fragment");
   SiteEntry& s = sites.at(site);
   s.bytes_up += m.payload.size();
@@ -247,7 +254,9 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
     send(site, std::move(a));
   };
   UploadVerdict v = round.classify(site, u.tag.round);
-  if (v == UploadVerdict::kStale && !(cfg.aggregation.stale_weight > 0)) v = UploadVerdict::kLate;
+  // Streaming: the next round exchanges another fragment, so a late upload cannot count there.
+  if (v == UploadVerdict::kStale && (!(cfg.aggregation.stale_weight > 0) || layout.size() > 1))
+    v = UploadVerdict::kLate;
   if (v == UploadVerdict::kFuture)
     throw protocol::ProtocolError("upload for round " + std::to_string(u.tag.round) + ", which is not open (next " +
                                       std::to_string(next_round) + ")",
@@ -283,8 +292,11 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
   // outer.stale_weight per round of staleness (1 for an upload on time).
   const double discount = stale ? std::pow(cfg.aggregation.stale_weight, static_cast<double>(round.staleness(site))) : 1.0;
   const double cap = s.decl ? max_tokens(*s.decl, cfg.model.block_size, h) : 0;
-  try {
-    const auto info = transport::inspect(m.payload, agg->scratch().size());
+  if (u.tag.fragment != round_fragment)  // checked first: its payload has another length
+    why = "upload for fragment " + std::to_string(u.tag.fragment) + ", round " + std::to_string(u.tag.round) +
+          " exchanges fragment " + std::to_string(round_fragment);
+  else try {
+    const auto info = transport::inspect(m.payload, agg().scratch().size());
     raw_bytes = raw_payload_bytes(info);
     if (transport::encoding_name(info.encoding) != policy.upload_encoding) {
       why = "encoding " + std::string(transport::encoding_name(info.encoding)) + ", the round asked for " +
@@ -297,9 +309,9 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
             " tokens, more than its declared batch can train in " + std::to_string(h) +
             " inner steps (" + std::to_string(static_cast<int64_t>(cap)) + ")";
     } else {
-      transport::decode(m.payload, agg->scratch(), manifest_hash);
+      transport::decode(m.payload, agg().scratch(), layout.manifest(round_fragment).hash());
       // A stale upload (previous round's, arrived after it closed) weighs less: outer.stale_weight.
-      why = agg->add_scratch(u.tokens * discount, &norm, u.steps);
+      why = agg().add_scratch(u.tokens * discount, &norm, u.steps);
     }
   } catch (const transport::DecodeError& e) {
     why = std::string("undecodable: ") + e.what();

@@ -27,6 +27,8 @@
 #include "outer/coordinator_config.h"
 #include "outer/coordinator_metrics.h"
 #include "outer/evaluator.h"
+#include "outer/fragment_layout.h"
+#include "outer/fragment_outer.h"
 #include "outer/inner_steps_plan.h"
 #include "outer/event_queue.h"
 #include "outer/message_schema.h"
@@ -50,11 +52,16 @@ struct Coordinator::Impl {
   // Model, θ and the outer step.
   transport::Manifest manifest;
   uint64_t manifest_hash = 0;
-  std::unique_ptr<OuterOptimizer> outer;
+  // Streaming DiLoCo (issue #11): P fragments of θ (P = cfg.streaming.fragments; 1 = all of θ),
+  // each with its own aggregation (norm history) and outer step; rounds form one sequence,
+  // round r exchanging fragment FragmentSchedule::fragment_of_round(r).
+  FragmentLayout layout;
+  std::unique_ptr<FragmentOuter> outer;
   std::vector<float> theta_pub;    // published θ: bitwise what every site holds
   uint64_t theta_pub_hash = 0;     // param_hash(theta_pub), updated whenever theta_pub changes
   double theta_pub_norm = 0;       // ‖theta_pub‖ (the norm filter's absolute reference)
-  std::unique_ptr<Aggregator> agg;
+  std::vector<std::unique_ptr<Aggregator>> aggs;  // per fragment
+  Aggregator& agg() { return *aggs.at(static_cast<std::size_t>(round_fragment)); }
   std::unique_ptr<Evaluator> evaluator;
 
   // Rounds.
@@ -65,6 +72,8 @@ struct Coordinator::Impl {
   // full H (sync.inner_steps) of every round has taken before next_round (checkpointed).
   int64_t schedule_steps = 0;
   RoundState round;
+  int round_fragment = 0;  // the fragment the open (or last) round exchanges
+  int64_t round_h = 0;     // its nominal inner steps: sync.inner_steps, or the fragment's gap
   SyncPolicy configured;  // [sync] as last read from the config (change detection)
   SyncPolicy policy;      // in force for the open round (inner_steps: the round's H, auto or not)
   nlohmann::json auto_h = nullptr;  // the open round's auto-H choice and its inputs (or null)
@@ -75,10 +84,10 @@ struct Coordinator::Impl {
   // per site: a site is stale-eligible for one round at a time).
   std::map<std::string, transport::Message> deferred_stale;
   SiteSpeeds speeds;  // each site's measured step rate, link rates and round overhead
-  // H_k of `site` in the open round; policy.inner_steps for a site that joined after it opened.
+  // H_k of `site` in the open round; round_h for a site that joined after it opened.
   int64_t inner_steps_of(const std::string& site) const {
     auto it = round_inner_steps.find(site);
-    return it == round_inner_steps.end() ? policy.inner_steps : it->second;
+    return it == round_inner_steps.end() ? round_h : it->second;
   }
   std::unique_ptr<ConfigWatcher> watcher;
   Clock::time_point round_started{}, started = Clock::now();

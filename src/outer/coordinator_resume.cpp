@@ -21,6 +21,12 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
+int64_t total_steps(const std::vector<int64_t>& by_fragment) {
+  int64_t n = 0;
+  for (int64_t s : by_fragment) n += s;
+  return n;
+}
+
 std::string new_run_id() {
   std::random_device rd;
   std::ostringstream os;
@@ -45,8 +51,12 @@ void Coordinator::Impl::init_state() {
     theta0 = inner::params_to_flat(*model);
   }  // the model is only needed for θ0 and the manifest
   manifest_hash = manifest.hash();
-  outer = std::make_unique<OuterOptimizer>(cfg.outer, theta0);
-  agg = std::make_unique<Aggregator>(static_cast<int64_t>(theta0.size()), cfg.aggregation);
+  const int P = cfg.streaming.fragments;
+  layout = FragmentLayout::strided(manifest, P);
+  outer = std::make_unique<FragmentOuter>(cfg.outer, layout, theta0);
+  for (int p = 0; p < P; ++p)
+    aggs.push_back(std::make_unique<Aggregator>(static_cast<int64_t>(layout.fragment(p).numel), cfg.aggregation));
+  if (P > 1) LH_LOG(Info, "coordinator") << "streaming DiLoCo: " << layout.describe();
   evaluator = std::make_unique<Evaluator>(cfg.model, cfg.data, cfg.eval.batches, cfg.eval.batch_size);
   run_id = cfg.run_id.empty() ? new_run_id() : cfg.run_id;
 
@@ -63,12 +73,22 @@ void Coordinator::Impl::init_state() {
     if (!cfg.run_id.empty() && cfg.run_id != run_id)
       throw UserError(ck.string() + ": run id '" + run_id + "' differs from coordinator.run_id '" +
                       cfg.run_id + "'");
+    if (const int ck_p = m.value("fragments", 1); ck_p != P)
+      throw UserError(ck.string() + ": the run was started with sync.fragments = " + std::to_string(ck_p) +
+                      " but the config gives " + std::to_string(P) +
+                      ": sync.fragments is fixed for a run (set it back, or use a fresh --run-dir)");
     next_round = m.at("next_round").get<int64_t>();
     resumed_at_round = next_round;
     schedule_steps = m.value("schedule_steps", next_round * cfg.sync.inner_steps);  // older checkpoints
-    outer->restore(st->theta_master, st->momentum, m.value("outer_steps", int64_t{0}));
+    outer->restore(st->theta_master, st->momentum,
+                   m.value("outer_steps_by_fragment", std::vector<int64_t>{m.value("outer_steps", int64_t{0})}));
     set_published(std::move(st->theta_published));
-    agg->set_previous_norms(m.value("norms", std::vector<double>{}));
+    if (P == 1) {
+      aggs[0]->set_previous_norms(m.value("norms", std::vector<double>{}));
+    } else {
+      const auto norms = m.value("norms_by_fragment", std::vector<std::vector<double>>{});
+      for (int p = 0; p < P && p < static_cast<int>(norms.size()); ++p) aggs[p]->set_previous_norms(norms[p]);
+    }
     round.resume(next_round, m.value("stale_eligible", std::map<std::string, int64_t>{}));
     rejected_total = m.value("rejected_total", int64_t{0});
     hash_resyncs = m.value("hash_resyncs", int64_t{0});
@@ -131,13 +151,15 @@ void Coordinator::Impl::save_checkpoint() {
   CoordinatorStateView st;
   st.meta = {{"run_id", run_id},
              {"next_round", next_round},
-             {"outer_steps", outer->steps_taken()},
+             {"outer_steps", total_steps(outer->steps_taken())},
+             {"outer_steps_by_fragment", outer->steps_taken()},
+             {"fragments", layout.size()},
              {"schedule_steps", schedule_steps},
              {"outer_optimizer", to_string(cfg.outer.kind)},
              {"manifest_hash", protocol::hex64(manifest_hash)},
              {"param_hash", protocol::hex64(theta_pub_hash)},
              {"model", cfg.model.to_json()},
-             {"norms", agg->previous_norms()},
+             {"norms", aggs[0]->previous_norms()},
              {"stale_eligible", round.stale_eligible()},
              {"rejected_total", rejected_total},
              {"hash_resyncs", hash_resyncs},
@@ -145,6 +167,11 @@ void Coordinator::Impl::save_checkpoint() {
   st.theta_master = outer->params();
   st.theta_published = theta_pub;
   st.momentum = outer->momentum_view();
+  if (aggs.size() > 1) {
+    json norms = json::array();
+    for (const auto& a : aggs) norms.push_back(a->previous_norms());
+    st.meta["norms_by_fragment"] = std::move(norms);
+  }
   save_coordinator_checkpoint(coordinator_checkpoint_path(run_dir), st);
 }
 

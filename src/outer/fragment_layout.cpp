@@ -93,12 +93,20 @@ FragmentLayout FragmentLayout::strided(const transport::Manifest& manifest, int 
     else
       f.ranges.push_back({entries[i].offset, n});
   }
+  l.manifests_.resize(l.fragments_.size());
+  for (std::size_t p = 0; p < l.fragments_.size(); ++p)
+    for (std::size_t i : l.fragments_[p].tensors) l.manifests_[p].add(entries[i].name, entries[i].shape);
   return l;
 }
 
 const Fragment& FragmentLayout::fragment(int p) const {
   LH_CHECK(p >= 0 && p < size(), "fragment ", p, " of ", size());
   return fragments_[static_cast<std::size_t>(p)];
+}
+
+const transport::Manifest& FragmentLayout::manifest(int p) const {
+  LH_CHECK(p >= 0 && p < size(), "fragment ", p, " of ", size());
+  return manifests_[static_cast<std::size_t>(p)];
 }
 
 int FragmentLayout::fragment_of_tensor(std::size_t i) const {

@@ -52,6 +52,11 @@ class FragmentLayout {
   int size() const { return static_cast<int>(fragments_.size()); }  // P
   const Fragment& fragment(int p) const;  // InvariantError unless 0 <= p < P
   const std::vector<Fragment>& fragments() const { return fragments_; }
+  // Fragment p's slice as a flat vector of its own: its tensors (names, shapes) in manifest
+  // order at offsets from 0 — exactly gather(p)'s order. The codec encodes a fragment's
+  // pseudo-gradient and update against it (its hash() binds a payload to that fragment); for
+  // P = 1 it equals the whole manifest.
+  const transport::Manifest& manifest(int p) const;
   uint64_t total_elements() const { return total_; }
   // The fragment holding manifest entry i (every entry is in exactly one).
   int fragment_of_tensor(std::size_t i) const;
@@ -73,6 +78,7 @@ class FragmentLayout {
 
  private:
   std::vector<Fragment> fragments_;
+  std::vector<transport::Manifest> manifests_;  // per fragment
   std::vector<int> tensor_fragment_;  // per manifest entry
   uint64_t total_ = 0;
 };

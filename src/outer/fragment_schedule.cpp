@@ -1,5 +1,6 @@
 #include "outer/fragment_schedule.h"
 
+#include <algorithm>
 #include <string>
 
 #include "common/error.h"
@@ -51,6 +52,22 @@ int64_t FragmentSchedule::next_sync_after(int64_t s) const {
       if (t > s && t >= 1) return t;
     }
   }
+}
+
+int FragmentSchedule::fragment_of_round(int64_t round) const {
+  LH_CHECK(round >= 0, "round ", round);
+  return static_cast<int>((round + 1) % fragments_);
+}
+
+int64_t FragmentSchedule::steps_before(int p) const {
+  LH_CHECK(p >= 0 && p < fragments_, "fragment ", p, " of ", fragments_);
+  return p == 0 ? h_ - offset(fragments_ - 1) : offset(p) - offset(p - 1);
+}
+
+int64_t FragmentSchedule::min_gap() const {
+  int64_t g = h_;
+  for (int p = 0; p < fragments_; ++p) g = std::min(g, steps_before(p));
+  return g;
 }
 
 }  // namespace longhaul::outer

@@ -35,6 +35,19 @@ class FragmentSchedule {
   // The first step > s after which some fragment synchronizes (s >= 0).
   int64_t next_sync_after(int64_t s) const;
 
+  // The round protocol (issue #11) runs every fragment's exchanges as ONE sequence of rounds in
+  // the order they happen: round r = 0, 1, ... exchanges fragment_of_round(r) = (r + 1) mod P
+  // (fragment 1 first and fragment 0 last in each period of H steps; P = 1: always 0), after
+  // steps_before(that fragment) inner steps since the previous round's exchange. Fragment p's
+  // k-th exchange is then round k·P − 1 + p (p > 0) or k·P − 1 (p = 0), at sync_step(p, k).
+  int fragment_of_round(int64_t round) const;
+  // Inner steps from the previous exchange to fragment p's: offset(p) − offset(p − 1) for
+  // p > 0, H − offset(P − 1) for p = 0 (P = 1: H). Over the P fragments they sum to H.
+  int64_t steps_before(int p) const;
+  // The fewest steps between two consecutive exchanges (>= floor(H/P) >= 1): an overlapped
+  // exchange has sync.overlap_steps < min_gap() steps to finish in.
+  int64_t min_gap() const;
+
  private:
   int fragments_;
   int64_t h_;

@@ -214,6 +214,12 @@ Welcome parse_welcome(const json& h) {
   m.model = r.object("model");
   m.manifest_hash = r.hex64("manifest_hash");
   m.param_hash = r.hex64("param_hash");
+  if (r.has("fragments")) {  // streaming DiLoCo; absent: one fragment, no overlap
+    m.fragments = static_cast<int>(r.i64("fragments", 1, kMaxFragments));
+    m.overlap_steps = r.i64("overlap_steps", 0, kMaxInnerSteps);
+    m.merge_alpha = r.num("merge_alpha", 0.0, 0.99);
+    m.layout_hash = r.hex64("layout_hash");
+  }
   return m;
 }
 
@@ -223,6 +229,7 @@ RoundStart parse_round_start(const json& h) {
   RoundStart m;
   m.round = r.i64("round", 0, kMaxRound);
   m.inner_steps = r.i64("inner_steps", 1, kMaxInnerSteps);
+  if (r.has("fragment")) m.fragment = static_cast<int>(r.i64("fragment", 0, kMaxFragments - 1));
   m.upload_encoding = r.one_of("upload_encoding", kEncodings);
   m.download_encoding = r.one_of("download_encoding", kEncodings);
   if (r.has("zstd_level")) m.zstd_level = static_cast<int>(r.i64("zstd_level", 0, kMaxZstdLevel));
@@ -250,6 +257,7 @@ RoundResult parse_round_result(const json& h) {
   RoundResult m;
   m.round = r.i64("round", 0, kMaxRound);
   m.next_round = r.i64("next_round", m.round + 1, m.round + 1);
+  if (r.has("fragment")) m.fragment = static_cast<int>(r.i64("fragment", 0, kMaxFragments - 1));
   m.applied = r.boolean("applied");
   m.param_hash = r.hex64("param_hash");
   auto ids = [&](const char* key, std::vector<std::string>& out) {

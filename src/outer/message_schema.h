@@ -109,12 +109,18 @@ struct Welcome {
   int64_t round = 0;
   nlohmann::json model;  // GptConfig JSON (validated by its own parser)
   uint64_t manifest_hash = 0, param_hash = 0;
+  // Streaming DiLoCo (absent from the header: 1, 0, 0, 0): the run's fixed schedule.
+  int fragments = 1;
+  int64_t overlap_steps = 0;
+  double merge_alpha = 0;
+  uint64_t layout_hash = 0;  // FragmentLayout::hash(): the site derives the same layout or leaves
 };
 Welcome parse_welcome(const nlohmann::json& h);
 
 struct RoundStart {
   int64_t round = 0;
-  int64_t inner_steps = 0;
+  int64_t inner_steps = 0;  // this site's steps since the previous exchange (streaming: its gap)
+  int fragment = 0;         // the fragment this round exchanges (fragment_schedule.h)
   std::string upload_encoding, download_encoding;
   int zstd_level = 0;  // the site's upload: 0 = no lossless stage, 1..22 = shuffle + zstd (absent: 0)
   // The inner lr schedule's position at the round's first step (the run's reference inner
@@ -136,6 +142,7 @@ UploadAck parse_upload_ack(const nlohmann::json& h);
 
 struct RoundResult {
   int64_t round = 0, next_round = 0;
+  int fragment = 0;  // whose slice the payload updates
   bool applied = false;
   std::vector<std::string> contributors;
   std::vector<std::string> stale_contributors;  // their previous-round uploads counted in this one

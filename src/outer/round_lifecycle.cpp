@@ -5,6 +5,8 @@
 
 #include "common/log.h"
 #include "outer/coordinator_impl.h"
+#include "outer/fragment_merge.h"
+#include "outer/fragment_schedule.h"
 #include "outer/parallel_for.h"
 #include "outer/param_hash.h"
 #include "outer/wire_bytes.h"
@@ -65,8 +67,12 @@ void Coordinator::Impl::open_round() {
   auto deadline =
       Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(policy.round_deadline_s * 1000));
   round.open(next_round, members, deadline, static_cast<int>(policy.min_sites));
-  round_inner_steps = plan_inner_steps(balance, policy.inner_steps, policy.min_inner_steps, members,
-                                       speeds.step_rates());
+  // Streaming: this round exchanges one fragment, after its gap of the H-step schedule (the
+  // config guarantees equal_steps and a fixed H >= P then). P = 1: fragment 0 after H steps.
+  const FragmentSchedule schedule(layout.size(), policy.inner_steps);
+  round_fragment = schedule.fragment_of_round(next_round);
+  round_h = schedule.steps_before(round_fragment);
+  round_inner_steps = plan_inner_steps(balance, round_h, policy.min_inner_steps, members, speeds.step_rates());
   recent_plans[next_round] = round_inner_steps;
   while (recent_plans.size() > 16) recent_plans.erase(recent_plans.begin());
   if (balance == Balance::kEqualTime) {
@@ -79,13 +85,20 @@ void Coordinator::Impl::open_round() {
                                   << " s: closes with a quorum after " << s << " s";
     }
   }
-  agg->begin_round(theta_pub_norm, static_cast<int>(policy.min_sites));
+  // The norm filter's absolute reference: ‖θ‖ of the slice this round changes.
+  const double ref_norm =
+      layout.size() == 1 ? theta_pub_norm : parallel_norm(layout.gather(round_fragment, theta_pub)).norm;
+  agg().begin_round(ref_norm, static_cast<int>(policy.min_sites));
   round_started = Clock::now();
   round_bytes_up = 0;
   round_bytes_up_raw = 0;
   snapshot_dirty = true;
   LH_LOG(Info, "coordinator") << "round " << next_round << " open: " << members.size()
-                              << " sites, H=" << policy.inner_steps << ", up " << policy.upload_encoding
+                              << " sites, H=" << policy.inner_steps
+                              << (layout.size() > 1 ? ", fragment " + std::to_string(round_fragment) + " after " +
+                                                          std::to_string(round_h) + " steps"
+                                                    : std::string())
+                              << ", up " << policy.upload_encoding
                               << ", down " << policy.download_encoding << ", zstd "
                               << policy.zstd_level << ", deadline "
                               << policy.round_deadline_s << " s";
@@ -114,13 +127,15 @@ void Coordinator::Impl::open_round() {
 void Coordinator::Impl::close_round() {
   const auto t_close = Clock::now();
   const int64_t r = round.round();
+  const int f = round_fragment;
   const size_t n = theta_pub.size();
-  std::vector<float> buf(n);
+  const transport::Manifest& fman = layout.manifest(f);  // P = 1: all of θ
+  std::vector<float> buf(fman.total_elements());
   phases.start(round_started);
-  const bool applied = agg->finish(buf);
+  const bool applied = agg().finish(buf);
   phases.lap("aggregation");
-  const double outer_lr = outer->next_lr();  // warmup applied
-  if (applied) outer->step(buf);
+  const double outer_lr = outer->next_lr(f);  // warmup applied
+  if (applied) outer->step(f, buf);
   // Publish: u = θ_master − θ_pub, quantised for download; every replica (this one included)
   // adds exactly the decoded u, so all stay bitwise identical. What quantisation loses stays
   // in θ_master − θ_pub and is sent in a later round (error feedback on the download side).
@@ -128,21 +143,29 @@ void Coordinator::Impl::close_round() {
   transport::Bytes payload;
   uint64_t raw_one = 0;  // the result payload's bytes before zstd
   if (applied) {
-    parallel_sub(outer->params(), theta_pub, buf);
     transport::CodecOptions o;
     o.encoding = transport::parse_encoding(policy.download_encoding);
     o.zstd_level = static_cast<int>(policy.zstd_level);
-    payload = transport::encode(buf, manifest, o);
-    raw_one = raw_payload_bytes(transport::inspect(payload, n));
-    transport::decode(payload, buf, manifest_hash);
-    parallel_add_inplace(theta_pub, buf);
+    if (layout.size() == 1) {
+      parallel_sub(outer->params(), theta_pub, buf);
+    } else {  // u_f = θ_master[f] − θ_pub[f]
+      const std::vector<float> pub = layout.gather(f, theta_pub);
+      parallel_sub(outer->params(f), pub, buf);
+    }
+    payload = transport::encode(buf, fman, o);
+    raw_one = raw_payload_bytes(transport::inspect(payload, buf.size()));
+    transport::decode(payload, buf, fman.hash());
+    if (layout.size() == 1)
+      parallel_add_inplace(theta_pub, buf);
+    else
+      add_to_fragment(layout, f, buf, theta_pub);  // as every site adds it
     theta_pub_hash = param_hash(theta_pub);
     theta_pub_norm = parallel_norm(theta_pub).norm;
   }
   buf = {};
   round.close();
   next_round = r + 1;
-  schedule_steps += policy.inner_steps;
+  schedule_steps += round_h;
   std::vector<std::string> contributors;
   for (const auto& [id, ok] : round.outcomes())
     if (ok) contributors.push_back(id);
@@ -159,7 +182,7 @@ void Coordinator::Impl::close_round() {
   auto result = std::make_shared<Message>();
   result->type = protocol::kRoundResult;
   result->header = {{"run_id", run_id},
-                    {"fragment", 0},
+                    {"fragment", f},
                     {"round", r},
                     {"next_round", next_round},
                     {"applied", applied},
@@ -184,14 +207,14 @@ void Coordinator::Impl::close_round() {
   // What synchronous data parallel would have sent for the same steps: a ring all-reduce of
   // fp32 gradients per step moves 2(K−1)/K · 4N bytes per worker, i.e. 2(K−1) · 4N in all.
   const int64_t k = static_cast<int64_t>(round.participants().size());
-  const double dp_bytes = static_cast<double>(policy.inner_steps) * 2.0 * (k - 1) * 4.0 * n;
+  const double dp_bytes = static_cast<double>(round_h) * 2.0 * (k - 1) * 4.0 * n;
   json line = {{"event", "round"},
                {"round", r},
                {"sites", contributors},
                {"stale_sites", stale_contributors},
                {"participants", k},
                {"applied", applied},
-               {"inner_steps", policy.inner_steps},
+               {"inner_steps", round_h},
                {"inner_steps_by_site", round_inner_steps},
                {"bytes_up", round_bytes_up},
                {"bytes_down", bytes_down},
@@ -209,6 +232,10 @@ void Coordinator::Impl::close_round() {
                {"time", unix_now_s()}};
   if (!std::isnan(eval)) line["eval_loss"] = eval;
   if (!auto_h.is_null()) line["auto_inner_steps"] = auto_h;
+  if (layout.size() > 1) {  // streaming: which slice of θ this round changed, and its size
+    line["fragment"] = f;
+    line["fragment_elements"] = layout.fragment(f).numel;
+  }
   // Each site's figures from its upload for this round (utilisation, transfers): issue 10 §4.
   json timing = json::object();
   for (const auto& [id, s] : sites)
@@ -222,8 +249,8 @@ void Coordinator::Impl::close_round() {
   if (!timing.empty()) line["site_timing"] = std::move(timing);
   if (applied) {  // the outer step: its lr and ‖Δ̄‖₂ before/after outer.max_update_norm
     line["outer_lr"] = outer_lr;
-    line["delta_norm"] = outer->last_delta_norm();
-    line["delta_norm_clipped"] = outer->last_clipped_norm();
+    line["delta_norm"] = outer->last_delta_norm(f);
+    line["delta_norm_clipped"] = outer->last_clipped_norm(f);
   }
   // The sites' own held-out losses of θ_r (this round's starting point), weighted by the
   // tokens each evaluated: the run's loss without any data at the coordinator.

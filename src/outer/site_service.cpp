@@ -18,6 +18,8 @@
 #include "inner/checkpoint.h"
 #include "inner/flat_params.h"
 #include "inner/trainer.h"
+#include "outer/fragment_layout.h"
+#include "outer/fragment_merge.h"
 #include "outer/param_hash.h"
 #include "outer/message_schema.h"
 #include "outer/protocol.h"
@@ -56,7 +58,23 @@ struct SiteService::Impl {
   transport::Manifest manifest;
   uint64_t manifest_hash = 0;
   std::vector<float> theta;            // θ_round as published (bitwise the coordinator's)
-  std::vector<float> residual, residual_backup;  // error feedback e_k (and before the last upload)
+  std::vector<float> residual;         // error feedback e_k, all of θ
+  // Fragment backup_fragment's slice of the residual before the last upload (restored if that
+  // upload is refused); P = 1: all of it.
+  std::vector<float> residual_backup;
+  int backup_fragment = 0;
+  // Streaming DiLoCo (issue #11; the welcome carries the run's fixed schedule). θ above stays the
+  // global θ (bitwise the coordinator's); the model holds this site's local parameters, which
+  // differ from θ in every fragment not just exchanged. P = 1 and τ = 0: plain DiLoCo.
+  int fragments = 1;
+  int64_t overlap_steps = 0;  // τ: steps trained while a fragment is in flight
+  float merge_alpha = 0;      // α of the merge after an overlapped exchange
+  std::optional<FragmentLayout> layout;  // set at the welcome
+  bool streaming() const { return fragments > 1 || overlap_steps > 0; }
+  // The τ steps trained after the last upload: they count in the next round's upload.
+  int64_t ahead_steps = 0, ahead_tokens = 0;
+  double ahead_loss_sum = 0, ahead_compute_s = 0;
+  void forget_ahead() { ahead_steps = ahead_tokens = 0, ahead_loss_sum = ahead_compute_s = 0; }
   int64_t round = -1;                  // the round θ belongs to
   std::string run_id;
   // The last upload sent, kept until it is settled: its round's result lists it, or its ack
@@ -91,7 +109,7 @@ struct SiteService::Impl {
   void send(Message m) {
     m.header["run_id"] = run_id;
     m.header["site"] = cfg.id;
-    m.header["fragment"] = 0;
+    if (!m.header.contains("fragment")) m.header["fragment"] = 0;
     bytes_up += m.payload.size();
     client->send(std::move(m));
   }
@@ -272,6 +290,18 @@ void SiteService::Impl::on_welcome(const Message& m) {
     throw UserError("coordinator's model fingerprint " + protocol::hex64(mh) +
                     " differs from the one this build derives (" + protocol::hex64(manifest_hash) +
                     ") from the same config: versions differ?");
+  fragments = w.fragments;
+  overlap_steps = w.overlap_steps;
+  merge_alpha = static_cast<float>(w.merge_alpha);
+  layout = FragmentLayout::strided(manifest, fragments);
+  if (streaming() && layout->hash() != w.layout_hash)
+    throw UserError("coordinator's fragment layout " + protocol::hex64(w.layout_hash) + " for sync.fragments = " +
+                    std::to_string(fragments) + " differs from the one this build derives (" +
+                    protocol::hex64(layout->hash()) + "): versions differ?");
+  if (streaming())
+    LH_LOG(Info, "site") << cfg.id << ": streaming DiLoCo, " << fragments << " fragment(s), overlap "
+                         << overlap_steps << " steps, merge alpha " << merge_alpha;
+  forget_ahead();  // the local parameters restart from the welcome's θ
   theta.resize(manifest.total_elements());
   bytes_down += m.payload.size();
   last_download_s = m.receive_s;  // the welcome's θ is the first download the link carried
@@ -313,44 +343,82 @@ void SiteService::Impl::on_round_start(const Message& m) {
     send(*pending_upload);
     pending_conn = connections;
   }
-  const int64_t H = rs.inner_steps;
+  const int64_t H = rs.inner_steps;  // steps since the previous exchange (streaming: this fragment's gap)
+  const int f = rs.fragment;
+  if (f >= fragments)
+    throw protocol::ProtocolError("round_start for fragment " + std::to_string(f) + " but the run has " +
+                                  std::to_string(fragments) + " fragment(s)");
   transport::CodecOptions o;
   o.encoding = transport::parse_encoding(rs.upload_encoding);
   o.zstd_level = rs.zstd_level;  // 0: off; else shuffle + zstd where it saves
-  LH_LOG(Info, "site") << cfg.id << ": round " << r << ": training " << H << " steps";
-  inner::flat_to_params(*trainer->model(), theta);
+  // Streaming: the τ steps trained while the previous fragment was in flight count here.
+  const int64_t now_steps = std::max<int64_t>(0, H - ahead_steps);
+  LH_LOG(Info, "site") << cfg.id << ": round " << r << ": training " << now_steps << " steps"
+                       << (streaming() ? " (fragment " + std::to_string(f) + ")" : std::string());
+  if (!streaming()) inner::flat_to_params(*trainer->model(), theta);
   if (rs.schedule_step) trainer->follow_schedule(static_cast<double>(*rs.schedule_step), rs.schedule_stride);
-  // θ_r on this site's own held-out split (the coordinator combines the sites' losses).
-  const double eval_loss = trainer->evaluate();
+  // θ_r on this site's own held-out split (the coordinator combines the sites' losses);
+  // streaming: the global θ once per P rounds, evaluated in place of the local parameters.
+  double eval_loss = std::nan("");
+  if (!streaming()) {
+    eval_loss = trainer->evaluate();
+  } else if (r % fragments == 0) {
+    const std::vector<float> local = inner::params_to_flat(*trainer->model());
+    inner::flat_to_params(*trainer->model(), theta);
+    eval_loss = trainer->evaluate();
+    inner::flat_to_params(*trainer->model(), local);
+  }
   // compute_s: the inner steps only (the coordinator derives the site's step rate from it).
   const auto t_compute = std::chrono::steady_clock::now();
   const int64_t eval_tokens = cfg.train.train.eval_batches * cfg.train.train.batch_size * trainer_block_size();
-  if (followers) followers->start_round(r, H, model_json, param_hash(theta), *trainer);
+  if (followers) {  // they run this round's steps and the overlap after its upload
+    const uint64_t h = streaming() ? param_hash(inner::params_to_flat(*trainer->model())) : param_hash(theta);
+    followers->start_round(r, now_steps + overlap_steps, model_json, h, *trainer);
+  }
   auto keep_going = [&] { return followers ? followers->step_gate(!g_stop.load()) : !g_stop.load(); };
-  int64_t tokens = 0, steps = 0;
-  double loss_sum = 0;
-  for (; steps < H && keep_going(); ++steps) {
+  int64_t tokens = ahead_tokens, steps = ahead_steps;
+  double loss_sum = ahead_loss_sum;
+  for (int64_t k = 0; k < now_steps && keep_going(); ++k, ++steps) {
     auto st = trainer->train_steps(1);
     tokens += st.tokens;
     loss_sum += st.mean_loss;
   }
   if (g_stop.load()) return;  // abandon the round
+  const double compute_s =
+      ahead_compute_s + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_compute).count();
+  forget_ahead();
   // Memory (issue 13 §2): the stale gradients go first, so θ_r, the residual, its backup and Δ
   // (4N bytes each) sit beside the model and AdamW state only, never beside 4N of gradients.
   trainer->release_gradients();
   Message up;
   up.type = protocol::kUpload;
   {
-    std::vector<float> delta = inner::params_to_flat(*trainer->model());  // θ_local, host fp32
-    last_trained_hash = param_hash(delta);
-    for (size_t i = 0; i < delta.size(); ++i) delta[i] = theta[i] - delta[i];  // Δ = θ_r − θ_local
-    residual_backup = residual;  // freed at the round's result once acked (on_round_result)
-    up.payload = transport::encode_with_feedback(delta, residual, manifest, o);
+    std::vector<float> local = inner::params_to_flat(*trainer->model());  // θ_local, host fp32
+    last_trained_hash = param_hash(local);
+    if (!streaming()) {
+      std::vector<float>& delta = local;
+      for (size_t i = 0; i < delta.size(); ++i) delta[i] = theta[i] - delta[i];  // Δ = θ_r − θ_local
+      residual_backup = residual;  // freed at the round's result once acked (on_round_result)
+      backup_fragment = 0;
+      up.payload = transport::encode_with_feedback(delta, residual, manifest, o);
+    } else {  // fragment f only: Δ_f = θ[f] − θ_local[f], its residual slice, its manifest
+      std::vector<float> delta = layout->gather(f, theta);
+      {
+        const std::vector<float> mine = layout->gather(f, local);
+        std::vector<float>().swap(local);
+        for (size_t i = 0; i < delta.size(); ++i) delta[i] -= mine[i];
+      }
+      std::vector<float> res = layout->gather(f, residual);
+      residual_backup = res;
+      backup_fragment = f;
+      up.payload = transport::encode_with_feedback(delta, res, layout->manifest(f), o);
+      layout->scatter(f, res, residual);
+    }
   }  // Δ is freed before the message is copied and sent
   last_train_loss = loss_sum / std::max<int64_t>(1, steps);
   last_tokens = tokens;
   up.header = {{"round", r}, {"tokens", tokens}, {"steps", steps}, {"train_loss", last_train_loss},
-               {"compute_s", std::chrono::duration<double>(std::chrono::steady_clock::now() - t_compute).count()},
+               {"compute_s", compute_s},
                {"idempotency_key", cfg.id + "/" + std::to_string(r)}};
   if (last_wait_s >= 0) up.header["wait_s"] = last_wait_s;
   if (std::isfinite(eval_loss)) {
@@ -367,7 +435,7 @@ void SiteService::Impl::on_round_start(const Message& m) {
   upload_sent = now;
   up.header["run_id"] = run_id;
   up.header["site"] = cfg.id;
-  up.header["fragment"] = 0;
+  up.header["fragment"] = f;
   pending_upload = up;
   pending_acked = false;
   pending_conn = connections;
@@ -375,6 +443,19 @@ void SiteService::Impl::on_round_start(const Message& m) {
                        << " bytes (" << transport::encoding_name(o.encoding) << "), train loss " << last_train_loss;
   send(std::move(up));
   save_state();
+  // Overlap (sync.overlap_steps = τ): keep training while the upload and the round's result
+  // travel (the channel sends from its own I/O thread); the result is merged after exactly τ
+  // steps (on_round_result), however early it arrives. Counted in the next round's upload.
+  if (overlap_steps > 0) {
+    const auto t_ahead = std::chrono::steady_clock::now();
+    for (int64_t k = 0; k < overlap_steps && keep_going(); ++k) {
+      auto st = trainer->train_steps(1);
+      ++ahead_steps;
+      ahead_tokens += st.tokens;
+      ahead_loss_sum += st.mean_loss;
+    }
+    ahead_compute_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_ahead).count();
+  }
 }
 
 void SiteService::Impl::on_round_result(const Message& m) {
@@ -388,9 +469,20 @@ void SiteService::Impl::on_round_result(const Message& m) {
   // The round's result settles its upload (acks precede results on the connection): the
   // residual's backup (4N) goes before the next round's training.
   std::vector<float>().swap(residual_backup);
-  if (!m.payload.empty())  // empty: the round applied nothing, θ is unchanged
-    // θ += decode(payload), chunk by chunk: no 4N-byte update vector (bitwise the same sum).
-    transport::decode_accumulate(m.payload, theta, 1.0f, manifest_hash);
+  const int f = res.fragment;
+  if (f >= fragments)
+    throw protocol::ProtocolError("round_result for fragment " + std::to_string(f) + " but the run has " +
+                                  std::to_string(fragments) + " fragment(s)");
+  if (!m.payload.empty()) {  // empty: the round applied nothing, θ is unchanged
+    if (fragments == 1) {
+      // θ += decode(payload), chunk by chunk: no 4N-byte update vector (bitwise the same sum).
+      transport::decode_accumulate(m.payload, theta, 1.0f, manifest_hash);
+    } else {  // θ[f] += decode(payload), as the coordinator added it
+      std::vector<float> u(layout->fragment(f).numel);
+      transport::decode(m.payload, u, layout->manifest(f).hash());
+      add_to_fragment(*layout, f, u, theta);
+    }
+  }
   const uint64_t want = res.param_hash;
   uint64_t got = param_hash(theta);
   if (got != want) {
@@ -399,7 +491,13 @@ void SiteService::Impl::on_round_result(const Message& m) {
                   " differs from the published " + protocol::hex64(want));
   }
   round = next;
-  inner::flat_to_params(*trainer->model(), theta);
+  if (!streaming()) {
+    inner::flat_to_params(*trainer->model(), theta);
+  } else {  // fragment f back from θ: copied (τ = 0) or mixed with the τ steps since the upload
+    std::vector<float> local = inner::params_to_flat(*trainer->model());
+    merge_fragment(*layout, f, overlap_steps > 0 ? merge_alpha : 0.f, theta, local);
+    inner::flat_to_params(*trainer->model(), local);
+  }
   bool contributed = false, stale_contributed = false;
   for (const auto& c : res.contributors) contributed |= c == cfg.id;
   for (const auto& c : res.stale_contributors) stale_contributed |= c == cfg.id;
@@ -442,7 +540,12 @@ void SiteService::Impl::handle(const Message& m) {
     } else {
       LH_LOG(Warn, "site") << cfg.id << ": round " << r << " upload " << a.status << ": "
                            << protocol::printable(a.reason, 512);
-      if (!residual_backup.empty()) residual = residual_backup;  // nothing of it was applied
+      if (!residual_backup.empty()) {  // nothing of it was applied
+        if (residual_backup.size() == residual.size())
+          residual = residual_backup;
+        else
+          layout->scatter(backup_fragment, residual_backup, residual);
+      }
       pending_upload.reset();
     }
     return;

@@ -34,6 +34,11 @@ void Coordinator::Impl::publish_snapshot() {
              {"rejected_uploads", rejected_total},
              {"protocol_errors", protocol_errors_total},
              {"internal_errors", internal_errors}};
+  if (cfg.streaming.streaming())  // the fixed streaming schedule and the open round's fragment
+    st["streaming"] = {{"fragments", layout.size()},
+                       {"overlap_steps", cfg.streaming.overlap_steps},
+                       {"merge_alpha", cfg.streaming.merge_alpha},
+                       {"fragment", round_fragment}};
   if (!std::isnan(last_eval)) st["eval_loss"] = last_eval;
   if (!std::isnan(last_site_eval)) st["site_eval_loss"] = last_site_eval;
   CoordinatorMetrics mt;

@@ -109,5 +109,51 @@ TEST(ConfigWatcher, AccessListsAreLive) {
   EXPECT_FALSE(watcher.take_access_change());
 }
 
+// Streaming DiLoCo's keys (sync.fragments, overlap_steps, merge_alpha) are checked against the
+// model and the schedule, and are fixed for the run: a live edit of them is reported and
+// ignored, and a live [sync] edit that would break the schedule is refused.
+TEST(ConfigWatcher, StreamingKeysAreCheckedAndFixedForTheRun) {
+  WatchedFile w;
+  w.write(8, 0.7);
+  auto error_of = [&](const std::vector<std::string>& ovr) -> std::string {
+    try {
+      read_coordinator_config(w.file, ovr);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(error_of({"sync.fragments=2"}).find("model.n_layer = 1"), std::string::npos) << error_of({"sync.fragments=2"});
+  EXPECT_EQ(error_of({"model.n_layer=4", "sync.fragments=4", "sync.overlap_steps=1"}), "");
+  // H = 8, P = 4: exchanges 2 steps apart, so at most 1 step of overlap.
+  const std::string too_long = error_of({"model.n_layer=4", "sync.fragments=4", "sync.overlap_steps=2"});
+  EXPECT_NE(too_long.find("sync.overlap_steps"), std::string::npos) << too_long;
+  EXPECT_NE(too_long.find("less than 2"), std::string::npos) << too_long;
+  EXPECT_NE(error_of({"model.n_layer=4", "sync.fragments=2", "sync.balance=\"equal_time\""}).find("equal_steps"),
+            std::string::npos);
+  EXPECT_NE(error_of({"model.n_layer=4", "sync.fragments=2", "sync.inner_steps=\"auto\""}).find("auto"),
+            std::string::npos);
+  EXPECT_NE(error_of({"sync.overlap_steps=8"}).find("sync.overlap_steps"), std::string::npos);  // P = 1: τ < H
+  EXPECT_NE(error_of({"sync.merge_alpha=1.0"}).find("sync.merge_alpha"), std::string::npos);
+
+  w.write(8, 0.7, "", "fragments = 2\noverlap_steps = 1\n");
+  const std::vector<std::string> ovr = {"model.n_layer=2"};
+  auto cfg = read_coordinator_config(w.file, ovr);
+  EXPECT_EQ(cfg.streaming.fragments, 2);
+  EXPECT_EQ(cfg.streaming.overlap_steps, 1);
+  EXPECT_EQ(cfg.streaming.merge_alpha, 0.5);  // the paper's default
+  ConfigWatcher watcher(w.file, ovr, cfg.effective_toml, cfg.sync);
+  w.write(8, 0.7, "", "fragments = 1\noverlap_steps = 1\n");
+  EXPECT_FALSE(watcher.poll()) << "sync.fragments is not live";
+  EXPECT_EQ(fixed_keys_changed(cfg.effective_toml, read_coordinator_config(w.file, ovr).effective_toml),
+            std::vector<std::string>{"sync.fragments"});
+  w.write(1, 0.7, "", "fragments = 2\noverlap_steps = 1\n");  // H = 1 < P: the edit is refused
+  EXPECT_FALSE(watcher.poll());
+  EXPECT_EQ(watcher.current().inner_steps, 8);
+  w.write(12, 0.7, "", "fragments = 2\noverlap_steps = 1\n");  // a longer H keeps the schedule valid
+  ASSERT_TRUE(watcher.poll());
+  EXPECT_EQ(watcher.current().inner_steps, 12);
+}
+
 }  // namespace
 }  // namespace longhaul::outer

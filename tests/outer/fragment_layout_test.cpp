@@ -87,6 +87,37 @@ void expect_partition(const transport::Manifest& m, const FragmentLayout& l) {
   EXPECT_EQ(listed.size(), m.entries().size());
 }
 
+// A fragment's own manifest lists its tensors in gather order from offset 0, so a codec payload
+// of gather(p) is bound to fragment p by its hash; P = 1 gives the whole manifest back.
+TEST(FragmentLayout, FragmentManifestsDescribeTheGatheredSlices) {
+  const transport::Manifest m = gpt_manifest(6);
+  const FragmentLayout one = FragmentLayout::strided(m, 1);
+  EXPECT_EQ(one.manifest(0).hash(), m.hash());
+  const FragmentLayout l = FragmentLayout::strided(m, 3);
+  std::vector<float> flat(m.total_elements());
+  std::iota(flat.begin(), flat.end(), 0.f);
+  std::set<uint64_t> hashes;
+  for (int p = 0; p < 3; ++p) {
+    const transport::Manifest& fm = l.manifest(p);
+    hashes.insert(fm.hash());
+    ASSERT_EQ(fm.total_elements(), l.fragment(p).numel);
+    ASSERT_EQ(fm.entries().size(), l.fragment(p).tensors.size());
+    const std::vector<float> slice = l.gather(p, flat);
+    for (std::size_t k = 0; k < fm.entries().size(); ++k) {
+      const auto& mine = fm.entries()[k];
+      const auto& orig = m.entries()[l.fragment(p).tensors[k]];
+      EXPECT_EQ(mine.name, orig.name);
+      EXPECT_EQ(mine.shape, orig.shape);
+      // Its first element in the slice is the tensor's first element in θ.
+      if (orig.numel() > 0) {
+        EXPECT_EQ(slice[mine.offset], flat[orig.offset]) << mine.name;
+      }
+    }
+  }
+  EXPECT_EQ(hashes.size(), 3u) << "fragments' payloads must not be interchangeable";
+  EXPECT_THROW(l.manifest(3), InvariantError);
+}
+
 TEST(FragmentLayout, EveryParameterInExactlyOneFragment) {
   for (int layers : {1, 2, 3, 4, 7, 12}) {
     const auto m = gpt_manifest(layers);

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "common/error.h"
@@ -87,6 +88,38 @@ TEST(FragmentSchedule, NeedsOneToHFragments) {
         << e.what();
   }
   EXPECT_NO_THROW(FragmentSchedule(10, 10));
+}
+
+// The round protocol's sequence: round r exchanges fragment_of_round(r) after steps_before(it)
+// steps, so the cumulative steps of rounds land exactly on the schedule's sync steps, each
+// fragment once per H steps, in step order.
+TEST(FragmentSchedule, RoundsRunEveryFragmentsExchangesInStepOrder) {
+  for (int64_t H = 1; H <= 30; ++H)
+    for (int P = 1; P <= H; ++P) {
+      const FragmentSchedule s(P, H);
+      int64_t t = 0, sum_one_period = 0, gap = H;
+      for (int64_t r = 0; r < 3 * P; ++r) {
+        const int p = s.fragment_of_round(r);
+        t += s.steps_before(p);
+        ASSERT_EQ(s.fragment_at(t), p) << "P " << P << " H " << H << " round " << r;
+        ASSERT_EQ(s.sync_step(p, r / P + 1), t) << "P " << P << " H " << H << " round " << r;
+        if (r < P) sum_one_period += s.steps_before(p);
+        gap = std::min(gap, s.steps_before(p));
+      }
+      ASSERT_EQ(sum_one_period, H) << "P " << P << " H " << H;
+      ASSERT_EQ(s.min_gap(), gap) << "P " << P << " H " << H;
+      ASSERT_GE(s.min_gap(), H / P);
+    }
+  const FragmentSchedule s(4, 10);  // offsets 0, 2, 5, 7
+  EXPECT_EQ(s.fragment_of_round(0), 1);
+  EXPECT_EQ(s.fragment_of_round(3), 0);
+  EXPECT_EQ(s.steps_before(1), 2);
+  EXPECT_EQ(s.steps_before(2), 3);
+  EXPECT_EQ(s.steps_before(3), 2);
+  EXPECT_EQ(s.steps_before(0), 3);
+  EXPECT_EQ(s.min_gap(), 2);
+  EXPECT_EQ(FragmentSchedule(1, 50).steps_before(0), 50);  // P = 1: rounds of H steps
+  EXPECT_EQ(FragmentSchedule(1, 50).fragment_of_round(7), 0);
 }
 
 }  // namespace

@@ -156,6 +156,51 @@ TEST(MessageSchema, RoundStartZstdLevelAndScheduleAreOptionalAndBounded) {
   EXPECT_NE(error_of([&] { parse_round_start(rs); }).find("field 'schedule_stride'"), std::string::npos);
 }
 
+// Streaming DiLoCo: the welcome's fixed schedule and the fragment of round_start/round_result
+// are optional (absent: one fragment, no overlap) and bounded.
+TEST(MessageSchema, StreamingFieldsAreOptionalAndBounded) {
+  json w = {{"run_id", "run-1"}, {"protocol", kVersion}, {"round", 4}, {"model", json::object()},
+            {"manifest_hash", "00000000000000ff"}, {"param_hash", "0123456789abcdef"}};
+  EXPECT_EQ(parse_welcome(w).fragments, 1);
+  EXPECT_EQ(parse_welcome(w).overlap_steps, 0);
+  w["fragments"] = 4;
+  w["overlap_steps"] = 2;
+  w["merge_alpha"] = 0.5;
+  w["layout_hash"] = "00000000000000aa";
+  const Welcome got = parse_welcome(w);
+  EXPECT_EQ(got.fragments, 4);
+  EXPECT_EQ(got.overlap_steps, 2);
+  EXPECT_EQ(got.merge_alpha, 0.5);
+  EXPECT_EQ(got.layout_hash, 0xaau);
+  for (const auto& [key, bad] : std::vector<std::pair<std::string, json>>{{"fragments", 0},
+                                                                          {"fragments", kMaxFragments + 1},
+                                                                          {"overlap_steps", -1},
+                                                                          {"merge_alpha", 1.0},
+                                                                          {"merge_alpha", "0.5"},
+                                                                          {"layout_hash", 7}}) {
+    json v = w;
+    v[key] = bad;
+    EXPECT_NE(error_of([&] { parse_welcome(v); }).find("field '" + key + "'"), std::string::npos) << key << bad;
+  }
+  json v = w;
+  v.erase("layout_hash");  // a schedule without its layout hash cannot be checked
+  EXPECT_NE(error_of([&] { parse_welcome(v); }).find("field 'layout_hash'"), std::string::npos);
+
+  json rs = {{"round", 2},           {"inner_steps", 10},   {"upload_encoding", "int8"},
+             {"download_encoding", "fp32"}, {"deadline_s", 30.0}, {"param_hash", "0123456789abcdef"}};
+  EXPECT_EQ(parse_round_start(rs).fragment, 0);
+  rs["fragment"] = 3;
+  EXPECT_EQ(parse_round_start(rs).fragment, 3);
+  json rr = {{"round", 2}, {"next_round", 3}, {"applied", true}, {"param_hash", "0123456789abcdef"}, {"fragment", 1}};
+  EXPECT_EQ(parse_round_result(rr).fragment, 1);
+  for (json bad : {json(-1), json(kMaxFragments), json("1"), json(1.5)}) {
+    rs["fragment"] = bad;
+    rr["fragment"] = bad;
+    EXPECT_NE(error_of([&] { parse_round_start(rs); }).find("field 'fragment'"), std::string::npos) << bad;
+    EXPECT_NE(error_of([&] { parse_round_result(rr); }).find("field 'fragment'"), std::string::npos) << bad;
+  }
+}
+
 TEST(MessageSchema, PrintableEscapesControlCharactersAndCuts) {
   EXPECT_EQ(printable("a\nb\x01"), "a\\x0ab\\x01");
   EXPECT_EQ(printable(std::string(10, 'x'), 4), "xxxx...");
