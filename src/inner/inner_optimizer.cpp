@@ -31,6 +31,12 @@ std::unique_ptr<torch::optim::AdamW> make_inner_optimizer(Gpt& model, const Inne
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& p : model->parameters(/*recurse=*/true))
     (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  return make_adamw_groups(std::move(decay), std::move(no_decay), cfg);
+}
+
+std::unique_ptr<torch::optim::AdamW> make_adamw_groups(std::vector<torch::Tensor> decay,
+                                                       std::vector<torch::Tensor> no_decay,
+                                                       const InnerOptimConfig& cfg) {
   auto options = [&](double wd) {
     return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(cfg.lr)
                                                             .betas({cfg.beta1, cfg.beta2})

@@ -31,6 +31,11 @@ struct InnerOptimConfig {
 // Validates cfg. Group 0: dim >= 2 (weight_decay = cfg.weight_decay); group 1: the rest
 // (weight_decay = 0). Both with lr = cfg.lr (call set_lr(lr_at(step)) before each step).
 std::unique_ptr<torch::optim::AdamW> make_inner_optimizer(Gpt& model, const InnerOptimConfig& cfg);
+// The same two groups from tensors the caller chose (ShardedAdamW: its shard's pieces): group 0
+// `decay` with cfg.weight_decay, group 1 `no_decay` with 0, both at cfg.lr.
+std::unique_ptr<torch::optim::AdamW> make_adamw_groups(std::vector<torch::Tensor> decay,
+                                                       std::vector<torch::Tensor> no_decay,
+                                                       const InnerOptimConfig& cfg);
 
 // torch::nn::utils::clip_grad_norm_ over m's parameters when max_norm > 0 (same arithmetic as
 // PyTorch's clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is < 1).

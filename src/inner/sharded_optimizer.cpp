@@ -4,6 +4,7 @@
 #include <unordered_set>
 
 #include "common/error.h"
+#include "inner/inner_optimizer.h"
 #include "inner/process_group.h"
 
 namespace longhaul::inner {
@@ -63,19 +64,9 @@ ShardedAdamW::ShardedAdamW(torch::nn::Module& model, const InnerOptimConfig& cfg
     (params_[i].dim() >= 2 ? decay : no_decay).push_back(piece.value);
     pieces_.push_back(std::move(piece));
   }
-  auto options = [&](double wd) {
-    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(cfg.lr)
-                                                            .betas({cfg.beta1, cfg.beta2})
-                                                            .eps(cfg.eps)
-                                                            .weight_decay(wd)
-                                                            .amsgrad(false));
-  };
   // The same two groups as make_inner_optimizer (group 0 decays), so set_lr and checkpoints
   // see the same structure.
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, options(cfg.weight_decay));
-  groups.emplace_back(no_decay, options(0.0));
-  adamw_ = std::make_unique<torch::optim::AdamW>(std::move(groups), *options(cfg.weight_decay));
+  adamw_ = make_adamw_groups(std::move(decay), std::move(no_decay), cfg);
 }
 
 int64_t ShardedAdamW::state_bytes() const { return adamw_state_bytes(*adamw_); }

@@ -63,6 +63,8 @@ void Coordinator::Impl::start_server() {
   o.plain_http_bind = cfg.dashboard_address;    // optional loopback plain-HTTP GETs
   o.plain_http_port = static_cast<uint16_t>(cfg.dashboard_port);
   o.max_message_bytes = static_cast<uint64_t>(cfg.max_message_mb) << 20;
+  o.max_connections = static_cast<std::size_t>(cfg.max_connections);
+  o.max_connections_per_identity = static_cast<std::size_t>(cfg.max_connections_per_identity);
   o.max_unhandled_messages = kUnhandledPerConnection;
   server = std::make_unique<transport::ChannelServer>(o);
   server->on_open([this](std::shared_ptr<Connection> c) { events.push({ChannelEvent::kOpen, c, {}, {}}); });
@@ -164,7 +166,7 @@ Coordinator::Coordinator(CoordinatorConfig cfg, fs::path config_path, std::vecto
 Coordinator::~Coordinator() {
   set_log_tap(nullptr);  // the tap refers to impl_->history
   // Connections must not outlive the server's I/O context: drop every reference first.
-  for (auto& [id, e] : impl_->sites) e.conn.reset();
+  impl_->sites.detach_all();
   impl_->events.clear();
   if (impl_->server) impl_->server->stop();
   impl_->server.reset();

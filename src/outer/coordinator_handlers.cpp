@@ -172,7 +172,7 @@ void Coordinator::Impl::on_hello(const std::shared_ptr<Connection>& c, const Mes
     LH_LOG(Warn, "coordinator") << "site " << h.site << " reconnected: dropping its old connection";
     s.conn->close("replaced by a new connection");
   }
-  s.conn = c;
+  sites.attach(h.site, c);
   s.welcomed = true;
   s.state = "joined";
   s.decl = h.decl;

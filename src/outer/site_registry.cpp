@@ -34,9 +34,20 @@ SiteEntry* SiteRegistry::find(const std::string& id) {
 
 std::string SiteRegistry::id_of(const std::shared_ptr<transport::Connection>& c) const {
   if (!c) return {};
-  for (const auto& [id, s] : sites_)
-    if (s.conn == c) return id;
-  return {};
+  auto it = by_conn_.find(c.get());
+  return it == by_conn_.end() ? std::string() : it->second;
+}
+
+void SiteRegistry::attach(const std::string& id, std::shared_ptr<transport::Connection> c) {
+  SiteEntry& s = sites_[id];
+  if (s.conn) by_conn_.erase(s.conn.get());
+  if (c) by_conn_[c.get()] = id;
+  s.conn = std::move(c);
+}
+
+void SiteRegistry::detach_all() {
+  for (auto& [id, s] : sites_) s.conn.reset();
+  by_conn_.clear();
 }
 
 std::set<std::string> SiteRegistry::welcomed() const {
@@ -67,6 +78,7 @@ bool SiteRegistry::take_full_theta(const std::string& id, SteadyClock::time_poin
 void SiteRegistry::disconnect(const std::string& id) {
   auto* s = find(id);
   if (!s) return;
+  if (s->conn) by_conn_.erase(s->conn.get());
   s->conn.reset();
   s->welcomed = false;
   s->state = "disconnected";

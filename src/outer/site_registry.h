@@ -49,8 +49,12 @@ class SiteRegistry {
 
   SiteEntry& at(const std::string& id) { return sites_[id]; }  // creates
   SiteEntry* find(const std::string& id);
-  // The site whose current connection is c ("" when none).
+  // The site whose current connection is c ("" when none). O(log K): every event asks.
   std::string id_of(const std::shared_ptr<transport::Connection>& c) const;
+  // Makes c the current connection of `id` (a previous one is forgotten, not closed).
+  void attach(const std::string& id, std::shared_ptr<transport::Connection> c);
+  // Forgets every connection (shutdown: they must not outlive the server).
+  void detach_all();
   std::set<std::string> welcomed() const;
   int welcomed_count() const;
   // Records a full-θ send for `id` and says whether it is within the budget.
@@ -72,6 +76,7 @@ class SiteRegistry {
   int max_full_theta_;
   std::chrono::seconds window_;
   std::map<std::string, SiteEntry> sites_;
+  std::map<const transport::Connection*, std::string> by_conn_;  // current connections only
 };
 
 }  // namespace longhaul::outer

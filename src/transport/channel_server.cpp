@@ -138,6 +138,31 @@ bool ChannelServer::Impl::begin_handshake(const std::string& ip, std::string* wh
   return false;
 }
 
+bool ChannelServer::Impl::begin_identity_session(const std::string& identity, std::string* why) {
+  std::lock_guard lock(mu);
+  std::size_t mine = sessions_by_identity[identity];
+  for (const auto& c : conns) mine += c->peer_id() == identity;
+  if (mine >= options.max_connections_per_identity) {
+    if (sessions_by_identity[identity] == 0) sessions_by_identity.erase(identity);
+    *why = "too many connections from identity '" + identity + "' (max_connections_per_identity " +
+           std::to_string(options.max_connections_per_identity) + ")";
+    return false;
+  }
+  ++sessions_by_identity[identity];
+  return true;
+}
+
+void ChannelServer::Impl::end_identity_session(const std::string& identity) {
+  std::lock_guard lock(mu);
+  if (auto it = sessions_by_identity.find(identity); it != sessions_by_identity.end() && --it->second == 0)
+    sessions_by_identity.erase(it);
+}
+
+std::size_t ChannelServer::Impl::open_count() const {
+  std::lock_guard lock(mu);
+  return conns.size() + sessions.load();
+}
+
 void ChannelServer::Impl::end_handshake(const std::string& ip) {
   std::lock_guard lock(hs_mu);
   --handshakes;
@@ -158,7 +183,7 @@ net::awaitable<void> accept_loop(std::shared_ptr<ChannelServer::Impl> impl, bool
       LH_LOG(Warn, "channel") << "accept failed: " << ec.message();
       continue;
     }
-    if (impl->sessions.load() >= impl->options.max_connections) {
+    if (impl->open_count() >= impl->options.max_connections) {
       boost::system::error_code ep_ec;
       const auto ep = socket.remote_endpoint(ep_ec);
       impl->reject(ep.address().to_string() + ":" + std::to_string(ep.port()),

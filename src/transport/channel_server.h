@@ -51,7 +51,13 @@ struct ServerOptions {
   uint16_t plain_http_port = 0;                    // its port; 0 = ephemeral (see plain_http_port())
   uint64_t max_message_bytes = 1ull << 30;         // per wire message, bytes
   uint64_t max_queued_bytes = 2ull << 30;          // per connection send queue, bytes
-  std::size_t max_connections = 256;               // concurrent connections (incl. HTTPS)
+  // Concurrent connections in all: open WebSockets plus sessions still in TLS or HTTP (HTTPS
+  // requests included). Beyond it a new connection is closed at once (logged).
+  std::size_t max_connections = 256;
+  // ... and per authenticated identity (certificate CN): one site or operator cannot hold the
+  // budget of the others. A site needs 1 (2 briefly while it replaces a dropped connection); a
+  // browser opens up to 6 keep-alive connections per host. Counted after the TLS handshake.
+  std::size_t max_connections_per_identity = 8;
   // Connections still in their TLS handshake (not yet authenticated): in all, and from one
   // source IP address. Beyond either, a new connection is closed at once (logged): anonymous
   // peers cannot hold the connection budget with slow handshakes.

@@ -34,6 +34,12 @@ struct ChannelServer::Impl : std::enable_shared_from_this<ChannelServer::Impl> {
 
   mutable std::mutex mu;                           // guards the members below
   std::set<std::shared_ptr<Connection>> conns;     // open WebSocket connections
+  std::map<std::string, std::size_t> sessions_by_identity;  // authenticated sessions not yet adopted
+  // Takes an authenticated session's place for `identity` (open WebSockets of it count too), or
+  // says why not (max_connections_per_identity). end_identity_session gives it back.
+  bool begin_identity_session(const std::string& identity, std::string* why);
+  void end_identity_session(const std::string& identity);
+  std::size_t open_count() const;  // open WebSockets + sessions in progress (max_connections)
   struct RememberedKeys {
     std::unordered_set<std::string> keys;
     std::deque<std::string> order;                 // FIFO for eviction
@@ -63,6 +69,22 @@ struct ChannelServer::Impl : std::enable_shared_from_this<ChannelServer::Impl> {
   // Registers a new WebSocket connection and starts it.
   void adopt(std::shared_ptr<Connection> c);
   void deliver(std::shared_ptr<Connection> c, Message m);
+};
+
+// An authenticated session's place under max_connections_per_identity, given back when the
+// session ends (a WebSocket is adopted into `conns` first, so its place carries over there).
+class IdentitySlot {
+ public:
+  IdentitySlot(std::shared_ptr<ChannelServer::Impl> impl, std::string id) : impl_(std::move(impl)), id_(std::move(id)) {}
+  IdentitySlot(const IdentitySlot&) = delete;
+  IdentitySlot& operator=(const IdentitySlot&) = delete;
+  ~IdentitySlot() {
+    if (impl_) impl_->end_identity_session(id_);
+  }
+
+ private:
+  std::shared_ptr<ChannelServer::Impl> impl_;
+  std::string id_;
 };
 
 // One connection's place among the pending handshakes: released once its TLS handshake ended

@@ -80,6 +80,13 @@ net::awaitable<void> serve_session(std::shared_ptr<ChannelServer::Impl> impl, tc
   const std::string peer_id = peer_identity(stream.native_handle());
   const std::string role = peer_role(stream.native_handle());
   const std::string peer = "'" + peer_id + "' (" + address + ")";
+  if (std::string why; !impl->begin_identity_session(peer_id, &why)) {
+    impl->reject(peer, why);
+    tcp_layer.expires_after(std::chrono::seconds(2));
+    co_await stream.async_shutdown(kTuple);
+    co_return;
+  }
+  IdentitySlot identity_slot(impl, peer_id);
   // Judged per request: the allow-lists may change while a keep-alive connection is open.
   const bool read_only = role == kOperatorRole;
   beast::flat_buffer buffer;
