@@ -11,7 +11,8 @@ A panel is one subplot (left to right), plain data so that it can cross a proces
      "xticks": [1, 2, 4],               # optional: tick at each x, labelled as the number
      "hlines": [[2.65, "sync DP"]],     # optional: dashed grey reference lines (also "vlines")
      "title": "...", "legend": True}    # optional
-A series' "style" is a matplotlib format string ("o-", "s--", "x"); "label" may be omitted.
+A series' "style" is a matplotlib format string ("o-", "s--", "."); "label" and "color" ("C0", ...)
+may be omitted.
 
 Matplotlib is Debian's python3-matplotlib (scripts/bootstrap). An interpreter without it (the
 torch venv that bench-inner and bench-scale run in) hands the chart as JSON to /usr/bin/python3;
@@ -36,7 +37,7 @@ def _draw(path, panels, title, panel_size):
     fig, axes = plt.subplots(1, len(panels), figsize=(w * len(panels), h), squeeze=False)
     for ax, p in zip(axes[0], panels):
         for s in p.get("series", []):
-            ax.plot(s["x"], s["y"], s.get("style", "-"), label=s.get("label"))
+            ax.plot(s["x"], s["y"], s.get("style", "-"), label=s.get("label"), color=s.get("color"))
         for y, label in p.get("hlines", []):
             ax.axhline(y, color="grey", lw=0.8, ls="--", label=label)
         for x, label in p.get("vlines", []):
