@@ -9,7 +9,7 @@ A panel is one subplot (left to right), plain data so that it can cross a proces
      "series": [{"label": "coordinator", "x": [1, 2, 4], "y": [700, 720, 790], "style": "o-"}],
      "logx": 2,                         # optional: log axis of that base (also "logy")
      "xticks": [1, 2, 4],               # optional: tick at each x, labelled as the number
-     "hlines": [[2.65, "sync DP"]],     # optional: dashed grey reference lines (also "vlines")
+     "hlines": [[2.65, "sync DP"]],     # optional: dashed grey lines [y, label]; "vlines": thin grey [x, label]
      "title": "...", "legend": True}    # optional
 A series' "style" is a matplotlib format string ("o-", "s--", "."); "label" and "color" ("C0", ...)
 may be omitted.
