@@ -6,6 +6,9 @@ alternating runs; tokens/s = batch tokens / median wall time of the steps after 
 (the median resists the other tenants of a shared machine); the reported ratio is the median
 over back-to-back (longhaul, PyTorch) run pairs. Prints the ratio (target >= 1.10x), the share of longhaul's loop time outside
 LibTorch calls (target <= 3%), and the cores each process kept busy (CPU time / wall time).
+`--batch-sizes "4 8 16 32"` repeats all of it per batch size. Writes a markdown table (a row per
+batch size) to OUT/table.md and beside it tokens_per_s.png (tokens/s of both sides and their
+ratio against the batch size, every run a dot); OUT = --out (default runs/bench-inner-<utc>).
 """
 import argparse
 import json
@@ -17,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 
 import numpy as np
 import torch
@@ -136,22 +140,8 @@ def longhaul_run(a, steps, work):
     return rate, cores, wall, overhead
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--longhaul", default="build/longhaul")
-    ap.add_argument("--source-dir", default=".")
-    ap.add_argument("--corpus", default="/usr/share/games/fortunes")
-    ap.add_argument("--n-layer", type=int, default=4)
-    ap.add_argument("--n-head", type=int, default=4)
-    ap.add_argument("--n-embd", type=int, default=128)
-    ap.add_argument("--block-size", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=3, help="alternating runs of each side; best is kept")
-    a = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="bench-inner-")
+def measure(a, work):
+    """Alternating (longhaul, PyTorch) runs at a.batch_size; prints the block, returns the runs."""
     lh, py = [], []
     for _ in range(a.repeats):
         lh.append(longhaul_run(a, a.steps, work))
@@ -169,7 +159,81 @@ def main():
           f"   (target >= 1.10x)")
     print(f"longhaul loop time outside LibTorch calls: {best_lh[3]:.2f}%   (target <= 3%)")
     print(f"cores busy during steps (CPU time / wall): longhaul {best_lh[1]:.2f}, "
-          f"PyTorch {best_py[1] / best_py[2]:.2f} of {a.threads} threads")
+          f"PyTorch {best_py[1] / best_py[2]:.2f} of {a.threads} threads", flush=True)
+    return dict(lh=[x[0] for x in lh], py=[x[0] for x in py], ratios=pair_ratios, outside=best_lh[3],
+                cores_lh=best_lh[1], cores_py=best_py[1] / best_py[2])
+
+
+def table(a, results):
+    """One markdown row per batch size."""
+    rows = [f"`scripts/bench-inner` — GPT {a.n_layer} layers, {a.n_head} heads, {a.n_embd} wide, block "
+            f"{a.block_size}, {a.threads} threads, {a.steps} steps (first {a.warmup} not timed), "
+            f"{a.repeats} alternating run pairs per batch size, torch {torch.__version__}, {os.cpu_count()} cores.",
+            "", "| batch | longhaul tokens/s, per run | eager PyTorch tokens/s, per run | ratio, median of pairs "
+            "(pairs) | outside LibTorch | cores busy (longhaul / PyTorch) |",
+            "| ---: | --- | --- | --- | ---: | --- |"]
+    for b, r in sorted(results.items()):
+        rows.append(f"| {b} | {', '.join(f'{x:.0f}' for x in r['lh'])} | {', '.join(f'{x:.0f}' for x in r['py'])} | "
+                    f"**{statistics.median(r['ratios']):.2f}x** ({', '.join(f'{x:.2f}' for x in r['ratios'])}) | "
+                    f"{r['outside']:.2f}% | {r['cores_lh']:.2f} / {r['cores_py']:.2f} |")
+    return "\n".join(rows) + "\n"
+
+
+def plot(a, out, results):
+    """tokens/s of both sides and the pair ratio against the batch size (scripts/lib/plot.py)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+    from plot import chart
+    bs = sorted(results)
+
+    def side(label, key, color):
+        runs = [(b, v) for b in bs for v in results[b][key]]
+        return [{"label": f"{label} (median)", "x": bs, "y": [statistics.median(results[b][key]) for b in bs],
+                 "style": "o-", "color": color},
+                {"x": [b for b, _ in runs], "y": [v for _, v in runs], "style": ".", "color": color}]
+    ratios = [(b, r) for b in bs for r in results[b]["ratios"]]
+    batch_axis = {"xlabel": "batch size (sequences of %d tokens)" % a.block_size, "logx": 2, "xticks": bs}
+    chart(os.path.join(out, "tokens_per_s.png"), [
+        dict(batch_axis, ylabel="tokens/s (median step)",
+             series=side("longhaul train", "lh", "C0") + side("eager PyTorch", "py", "C1")),
+        dict(batch_axis, ylabel="longhaul / PyTorch (back-to-back pairs)", hlines=[[1.10, "target 1.10x"]],
+             series=[{"label": "median", "x": bs, "y": [statistics.median(results[b]["ratios"]) for b in bs],
+                      "style": "o-", "color": "C2"},
+                     {"x": [b for b, _ in ratios], "y": [r for _, r in ratios], "style": ".", "color": "C2"}])],
+        title=f"GPT {a.n_layer} layers, {a.n_embd} wide, block {a.block_size}, {a.threads} threads, "
+              f"{os.cpu_count()} cores", panel_size=(5.5, 3.8))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--longhaul", default="build/longhaul")
+    ap.add_argument("--source-dir", default=".")
+    ap.add_argument("--corpus", default="/usr/share/games/fortunes")
+    ap.add_argument("--n-layer", type=int, default=4)
+    ap.add_argument("--n-head", type=int, default=4)
+    ap.add_argument("--n-embd", type=int, default=128)
+    ap.add_argument("--block-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-sizes", default="", help='several batch sizes, e.g. "4 8 16 32" (overrides --batch-size)')
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=3, help="alternating runs of each side; best is kept")
+    ap.add_argument("--out", default="", help="where table.md and the PNG go (default runs/bench-inner-<utc>)")
+    a = ap.parse_args()
+    out = os.path.abspath(a.out or os.path.join(
+        a.source_dir, "runs", "bench-inner-" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")))
+    os.makedirs(out, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="bench-inner-")
+    results = {}
+    for b in [int(x) for x in a.batch_sizes.split()] or [a.batch_size]:
+        a.batch_size = b
+        results[b] = measure(a, work)
+    md = table(a, results)
+    print("\n" + md)
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(md)
+    plot(a, out, results)
+    print(f"results: {os.path.join(out, 'table.md')}")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,8 @@ forwards GETs over mutual TLS with a site certificate. The proxy exists only in 
 
   test_dashboard_and_plots.py --longhaul BIN --source-dir DIR --work-dir DIR
 """
-import argparse
 import http.client
 import http.server
-import json
 import os
 import shutil
 import signal
@@ -26,10 +24,8 @@ import sys
 import threading
 import time
 
-
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr)
-    sys.exit(1)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from lhtest import fail, parse_args  # noqa: E402
 
 
 def wait_for(what, pred, timeout_s, poll_s=0.25):
@@ -75,11 +71,7 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--longhaul", required=True)
-    ap.add_argument("--source-dir", required=True)
-    ap.add_argument("--work-dir", required=True)
-    a = ap.parse_args()
+    a = parse_args()
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -90,9 +82,7 @@ def main():
         if not shutil.which(tool):
             fail(f"{tool} is missing: run scripts/bootstrap (Debian: chromium chromium-driver)")
 
-    work = os.path.abspath(a.work_dir)
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    work = a.work_dir
     run_dir = os.path.join(work, "run")
     src = a.source_dir
     rounds = 24  # long enough that the coordinator is still up when the screenshot is taken

@@ -11,7 +11,6 @@ is present.
 
   test_install.py --longhaul BIN --source-dir DIR --work-dir DIR
 """
-import argparse
 import os
 import pwd
 import re
@@ -19,10 +18,8 @@ import shutil
 import subprocess
 import sys
 
-
-def fail(msg):
-    print("FAIL: " + msg, file=sys.stderr)
-    sys.exit(1)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from lhtest import fail, parse_args  # noqa: E402
 
 
 def run(cmd, **kw):
@@ -38,15 +35,9 @@ def as_nobody(cmd, cwd):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--longhaul", required=True)
-    ap.add_argument("--source-dir", required=True)
-    ap.add_argument("--work-dir", required=True)
-    a = ap.parse_args()
-    build = os.path.dirname(os.path.abspath(a.longhaul))
-    work = os.path.abspath(a.work_dir)
+    a = parse_args(fresh=False)  # the prefix of the previous run: cmake --install copies only what changed
+    build, work = a.build_dir, a.work_dir
     prefix = os.path.join(work, "prefix")
-    os.makedirs(work, exist_ok=True)
 
     r = run(["cmake", "--install", build, "--prefix", prefix])
     if r.returncode != 0:

@@ -6,25 +6,18 @@ parameter count the coordinator reported, and a timing for every upload and down
 
 Run by ctest as: python test_bench_scale_quick.py --longhaul BIN --source-dir SRC --work-dir DIR
 """
-import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 
+import lhtest
+
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--longhaul", required=True)
-    ap.add_argument("--source-dir", required=True)
-    ap.add_argument("--work-dir", required=True)
-    a = ap.parse_args()
-    work = os.path.abspath(a.work_dir)
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    src = os.path.abspath(a.source_dir)
-    env = dict(os.environ, LONGHAUL=os.path.abspath(a.longhaul))
+    a = lhtest.parse_args()
+    work, src = a.work_dir, a.source_dir
+    env = dict(os.environ, LONGHAUL=a.longhaul)
     failures = []
 
     p = subprocess.run([os.path.join(src, "scripts/bench-scale"), "--quick", "--out", os.path.join(work, "bench")],

@@ -15,10 +15,8 @@ Real `longhaul` processes over loopback with real certificates made by `longhaul
 
 Run by ctest as: python test_deploy_errors.py --longhaul BIN --source-dir SRC --work-dir DIR
 """
-import argparse
 import os
 import random
-import shutil
 import signal
 import socket
 import stat
@@ -26,25 +24,14 @@ import subprocess
 import sys
 import time
 
-FAILURES = []
+import lhtest
 
-
-def check(name, ok, detail=""):
-    print(f"[{'ok' if ok else 'FAIL'}] {name}")
-    if not ok:
-        FAILURES.append((name, detail))
+check = lhtest.Checks()
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--longhaul", required=True)
-    ap.add_argument("--source-dir", required=True)
-    ap.add_argument("--work-dir", required=True)
-    a = ap.parse_args()
-    lh = os.path.abspath(a.longhaul)
-    work = os.path.abspath(a.work_dir)
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    a = lhtest.parse_args()
+    lh, work = a.longhaul, a.work_dir
     os.chdir(work)
 
     def run(args, timeout=60, env=None):
@@ -332,10 +319,7 @@ threads = 1
     check("the coordinator logged the refusals with peer and reason",
           "refused 'site-c'" in clog_text and "not on the allow-list" in clog_text, clog_text[-3000:])
 
-    for name, detail in FAILURES:
-        print(f"\nFAILED {name}\n{detail}")
-    print(f"{len(FAILURES)} failure(s)")
-    return 1 if FAILURES else 0
+    return check.report()
 
 
 if __name__ == "__main__":

@@ -5,22 +5,17 @@ exit status 2.
 
 Run by ctest as: python test_gpu_check_no_gpu.py --longhaul BIN --source-dir SRC --work-dir DIR
 """
-import argparse
 import os
-import shutil
 import subprocess
 import sys
 
+import lhtest
+
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--longhaul", required=True)
-    ap.add_argument("--source-dir", required=True)
-    ap.add_argument("--work-dir", required=True)
-    a = ap.parse_args()
-    script = os.path.join(os.path.abspath(a.source_dir), "scripts/gpu-check")
-    build = os.path.join(os.path.abspath(a.work_dir), "build-gpu")
-    shutil.rmtree(build, ignore_errors=True)
+    a = lhtest.parse_args()
+    script = os.path.join(a.source_dir, "scripts/gpu-check")
+    build = os.path.join(a.work_dir, "build-gpu")
     env = dict(os.environ, NVIDIA_SMI="/nonexistent/nvidia-smi", BUILD_DIR=build)
     failures = []
     g = subprocess.run([script], env=env, capture_output=True, text=True, timeout=30)

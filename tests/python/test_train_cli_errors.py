@@ -4,12 +4,12 @@ file/key/path, exit status 2, no stack trace, and no model written.
 
 Run by ctest as: python test_train_cli_errors.py --longhaul BIN --source-dir SRC --work-dir DIR
 """
-import argparse
 import os
-import shutil
 import struct
 import subprocess
 import sys
+
+import lhtest
 
 TINY = """[model]
 n_layer = 1
@@ -27,15 +27,9 @@ threads = 1
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--longhaul", required=True)
-    ap.add_argument("--source-dir", required=True)
-    ap.add_argument("--work-dir", required=True)
-    a = ap.parse_args()
-    work = os.path.abspath(a.work_dir)
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    good_corpus = os.path.join(os.path.abspath(a.source_dir), "tests/data/tiny_corpus")
+    a = lhtest.parse_args()
+    work = a.work_dir
+    good_corpus = os.path.join(a.source_dir, "tests/data/tiny_corpus")
 
     def path(name):
         return os.path.join(work, name)

@@ -15,7 +15,6 @@
 
 Run by ctest as: python test_train_multi_device.py --longhaul BIN --source-dir SRC --work-dir DIR
 """
-import argparse
 import json
 import os
 import shutil
@@ -23,6 +22,8 @@ import socket
 import subprocess
 import sys
 import time
+
+import lhtest
 
 CONFIG = """[model]
 n_layer = 1
@@ -65,21 +66,10 @@ def losses(run_dir):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--longhaul", required=True)
-    ap.add_argument("--source-dir", required=True)
-    ap.add_argument("--work-dir", required=True)
-    a = ap.parse_args()
-    work = os.path.abspath(a.work_dir)
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    corpus = os.path.join(os.path.abspath(a.source_dir), "tests/data/tiny_corpus")
-    failures = []
-
-    def check(cond, what, detail=""):
-        print(("ok   " if cond else "FAIL ") + what + ("" if cond or not detail else "\n     " + detail))
-        if not cond:
-            failures.append(what)
+    a = lhtest.parse_args()
+    work = a.work_dir
+    corpus = os.path.join(a.source_dir, "tests/data/tiny_corpus")
+    check = lhtest.Checks()
 
     def config(name, extra=""):
         p = os.path.join(work, name)
@@ -101,20 +91,20 @@ def main():
 
     # 1. reference: one device
     p = train(config("one.toml"), "one")
-    check(p.returncode == 0, "one device trains (exit 0)")
+    check("one device trains (exit 0)", p.returncode == 0)
     ref = losses(os.path.join(work, "one"))
-    check(len(ref) == 4, "one device: 4 step lines")
+    check("one device: 4 step lines", len(ref) == 4)
 
     # 2. three devices in one process
     multi = config("multi.toml", 'devices = [{ device = "cpu", max_micro_batch = 2 }, '
                                  '{ device = "cpu", slowdown = 2.0, max_micro_batch = 1 }, { device = "cpu" }]')
     p = train(multi, "multi")
-    check(p.returncode == 0, "three devices train (exit 0)", stderr_of("multi")[-500:])
+    check("three devices train (exit 0)", p.returncode == 0, stderr_of("multi")[-500:])
     got = losses(os.path.join(work, "multi"))
-    check(len(got) == len(ref) and all(abs(x["loss"] - y["loss"]) < 1e-5 for x, y in zip(got, ref)),
-          "three devices: losses equal one device's to 1e-5: %s vs %s" % ([g["loss"] for g in got], [r["loss"] for r in ref]))
-    check(all("devices" in g and sum(g["devices"]["split"]) == 6 and len(g["devices"]["rates"]) == 3 for g in got),
-          "three devices: every step line has the split (summing to the 6-sequence batch) and 3 rates")
+    check("three devices: losses equal one device's to 1e-5: %s vs %s" % ([g["loss"] for g in got], [r["loss"] for r in ref]),
+          len(got) == len(ref) and all(abs(x["loss"] - y["loss"]) < 1e-5 for x, y in zip(got, ref)))
+    check("three devices: every step line has the split (summing to the 6-sequence batch) and 3 rates",
+          all("devices" in g and sum(g["devices"]["split"]) == 6 and len(g["devices"]["rates"]) == 3 for g in got))
 
     # 3. two processes
     rank0 = config("rank0.toml")
@@ -131,7 +121,7 @@ def main():
         return ps[0].returncode, ps[1].returncode
 
     def both_ok(codes, run_dir, what):
-        check(codes == (0, 0), what + " (exit 0, 0)",
+        check(what + " (exit 0, 0)", codes == (0, 0),
               "rank 0 (exit %s): %s\n     rank 1 (exit %s): %s" % (codes[0], stderr_of(run_dir + "-r0")[-400:],
                                                                  codes[1], stderr_of(run_dir + "-r1")[-400:]))
         return codes == (0, 0)
@@ -143,13 +133,13 @@ def main():
     if both_ok(two_ranks("two"), "two", "2-process site trains"):
         r0 = losses(os.path.join(work, "two"))
         r1 = losses(os.path.join(work, "two", "rank-1"))
-        check(same_losses(r0, ref),
-              "2-process site: losses equal the 1-process site's to 1e-5: %s vs %s" % ([g["loss"] for g in r0], [r["loss"] for r in ref]))
-        check([x["loss"] for x in r0] == [x["loss"] for x in r1], "2-process site: both ranks log identical losses")
-        check(all(sum(g["devices"]["rank_split"]) == 6 for g in r0), "2-process site: rank split sums to the batch")
+        check("2-process site: losses equal the 1-process site's to 1e-5: %s vs %s" % ([g["loss"] for g in r0], [r["loss"] for r in ref]),
+              same_losses(r0, ref))
+        check("2-process site: both ranks log identical losses", [x["loss"] for x in r0] == [x["loss"] for x in r1])
+        check("2-process site: rank split sums to the batch", all(sum(g["devices"]["rank_split"]) == 6 for g in r0))
         with open(os.path.join(work, "two", "model.safetensors"), "rb") as f0, \
                 open(os.path.join(work, "two", "rank-1", "model.safetensors"), "rb") as f1:
-            check(f0.read() == f1.read(), "2-process site: both ranks end with bitwise identical parameters")
+            check("2-process site: both ranks end with bitwise identical parameters", f0.read() == f1.read())
 
     # 4. a missing rank
     t0 = time.time()
@@ -157,10 +147,10 @@ def main():
               "127.0.0.1:%d" % free_port(), "--rank-timeout-ms", "1500")
     took = time.time() - t0
     err = stderr_of("alone")
-    check(p.returncode == 2, "missing rank: exit status 2 (got %s)" % p.returncode)
-    check("rank 1 of 2 did not arrive" in err and "within 1500 ms" in err, "missing rank: the error names rank 1",
+    check("missing rank: exit status 2 (got %s)" % p.returncode, p.returncode == 2)
+    check("missing rank: the error names rank 1", "rank 1 of 2 did not arrive" in err and "within 1500 ms" in err,
           err.strip()[-300:])
-    check(took < 60, "missing rank: failed in %.1f s, not a hang" % took)
+    check("missing rank: failed in %.1f s, not a hang" % took, took < 60)
 
     # 5. multi-process --resume. Stopping after step 2 = a 2-step run on the 4-step run's
     #    schedule (optim.decay_steps = 4 explicitly; it defaults to train.steps).
@@ -171,37 +161,36 @@ def main():
         codes = two_ranks("resumed", "--resume")
         if both_ok(codes, "resumed", "resume: steps 3-4 after --resume"):
             got = losses(os.path.join(work, "resumed"))
-            check(same_losses(got, r0) and [g["step"] for g in got] == [1, 2, 3, 4],
-                  "resume: rank 0 logs the uninterrupted run's losses: %s vs %s" % ([g["loss"] for g in got], [g["loss"] for g in r0]))
-            check(same_losses(losses(os.path.join(work, "resumed", "rank-1")), r0), "resume: so does rank 1")
-            check("resumed from" in stderr_of("resumed-r1") and "at step 2" in stderr_of("resumed-r1"),
-                  "resume: rank 1 resumed from its own step-2 checkpoint", stderr_of("resumed-r1")[-300:])
-            check(ckpts("resumed/rank-1") == ["step-00000002.ckpt", "step-00000004.ckpt"],
-                  "resume: rank 1 kept its step-2 and step-4 checkpoints: %s" % ckpts("resumed/rank-1"))
+            check("resume: rank 0 logs the uninterrupted run's losses: %s vs %s" % ([g["loss"] for g in got], [g["loss"] for g in r0]),
+                  same_losses(got, r0) and [g["step"] for g in got] == [1, 2, 3, 4])
+            check("resume: so does rank 1", same_losses(losses(os.path.join(work, "resumed", "rank-1")), r0))
+            check("resume: rank 1 resumed from its own step-2 checkpoint",
+                  "resumed from" in stderr_of("resumed-r1") and "at step 2" in stderr_of("resumed-r1"),
+                  stderr_of("resumed-r1")[-300:])
+            check("resume: rank 1 kept its step-2 and step-4 checkpoints: %s" % ckpts("resumed/rank-1"),
+                  ckpts("resumed/rank-1") == ["step-00000002.ckpt", "step-00000004.ckpt"])
 
             # rank 1 stopped before writing step 4: both continue from step 2
             os.remove(os.path.join(work, "resumed", "rank-1", "checkpoints", "step-00000004.ckpt"))
             codes = two_ranks("resumed", "--resume")
             if both_ok(codes, "resumed", "resume after rank 1 lost its newest checkpoint"):
-                check("continuing from step 2, the newest step every rank has" in stderr_of("resumed-r0"),
-                      "resume: rank 0 falls back to step 2 and says so", stderr_of("resumed-r0")[-400:])
-                check(same_losses(losses(os.path.join(work, "resumed")), r0),
-                      "resume: from step 2 again, the same losses as the uninterrupted run")
+                check("resume: rank 0 falls back to step 2 and says so",
+                      "continuing from step 2, the newest step every rank has" in stderr_of("resumed-r0"),
+                      stderr_of("resumed-r0")[-400:])
+                check("resume: from step 2 again, the same losses as the uninterrupted run",
+                      same_losses(losses(os.path.join(work, "resumed")), r0))
 
             # rank 1 has no checkpoint at all: both fail, naming it
             shutil.rmtree(os.path.join(work, "resumed", "rank-1", "checkpoints"))
             codes = two_ranks("resumed", "--resume")
-            check(codes == (2, 2), "resume: rank 1 without checkpoints: both ranks exit 2 (got %s)" % (codes,))
+            check("resume: rank 1 without checkpoints: both ranks exit 2 (got %s)" % (codes,), codes == (2, 2))
             for r in (0, 1):
                 err = stderr_of("resumed-r%d" % r)
-                check("--resume: rank(s) 1 have no checkpoint" in err, "resume: rank %d's error names rank 1" % r,
+                check("resume: rank %d's error names rank 1" % r, "--resume: rank(s) 1 have no checkpoint" in err,
                       err.strip()[-300:])
 
-    if failures:
-        print("FAILED: %d check(s)" % len(failures))
-        sys.exit(1)
-    print("all checks passed")
+    return check.report()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
