@@ -153,12 +153,13 @@ std::string shard_text(const nlohmann::json& j) { return j.is_null() ? "unsharde
 }  // namespace
 
 void write_checkpoint(const fs::path& path, const CheckpointMeta& meta, torch::nn::Module& model,
-                      torch::optim::Optimizer& optimizer) {
+                      torch::optim::Optimizer& optimizer, const CheckpointBlobs& blobs) {
   torch::serialize::OutputArchive archive, model_ar, optim_ar;
   model.save(model_ar);
   optimizer.save(optim_ar);
   archive.write("model", model_ar);
   archive.write("optimizer", optim_ar);
+  for (const auto& [name, t] : blobs) archive.write("blob." + name, t.device().is_cpu() ? t : t.cpu());
   {
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
@@ -207,7 +208,8 @@ CheckpointMeta read_checkpoint_meta(const fs::path& path) {
 
 CheckpointMeta read_checkpoint(const fs::path& path, torch::nn::Module& model,
                                torch::optim::Optimizer& optimizer, const GptConfig& expected,
-                               const torch::Device& device, const nlohmann::json& expected_shard) {
+                               const torch::Device& device, const nlohmann::json& expected_shard,
+                               CheckpointBlobs* blobs) {
   File f(path);
   Parsed p = parse(path, f);
   if (!(p.meta.model == expected))
@@ -239,6 +241,12 @@ CheckpointMeta read_checkpoint(const fs::path& path, torch::nn::Module& model,
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_state(rng.to(torch::kCPU));
+    if (blobs)
+      for (auto& [name, t] : *blobs) {
+        t = torch::Tensor();
+        torch::Tensor v;
+        if (archive.try_read("blob." + name, v)) t = v.to(torch::kCPU);
+      }
   } catch (const c10::Error& e) {
     throw DataError(path.string() + ": damaged checkpoint payload: " + e.what_without_backtrace());
   }

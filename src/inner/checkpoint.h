@@ -24,6 +24,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <string>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -47,8 +49,14 @@ struct CheckpointMeta {
   nlohmann::json optimizer_shard;  // null: AdamW over every parameter; else a ShardLayout
 };
 
+// Named CPU tensors stored beside model and optimizer in the same file (archive key
+// "blob.<name>"), so a caller's own state is written atomically with them (the site: its
+// error-feedback residual and its pending upload).
+using CheckpointBlobs = std::map<std::string, torch::Tensor>;
+
 void write_checkpoint(const std::filesystem::path& path, const CheckpointMeta& meta,
-                      torch::nn::Module& model, torch::optim::Optimizer& optimizer);
+                      torch::nn::Module& model, torch::optim::Optimizer& optimizer,
+                      const CheckpointBlobs& blobs = {});
 
 // Reads only the header and meta (DataError naming the file on a bad magic, version or size).
 CheckpointMeta read_checkpoint_meta(const std::filesystem::path& path);
@@ -60,7 +68,10 @@ CheckpointMeta read_checkpoint_meta(const std::filesystem::path& path);
 CheckpointMeta read_checkpoint(const std::filesystem::path& path, torch::nn::Module& model,
                                torch::optim::Optimizer& optimizer, const GptConfig& expected,
                                const torch::Device& device,
-                               const nlohmann::json& expected_shard = nullptr);
+                               const nlohmann::json& expected_shard = nullptr,
+                               CheckpointBlobs* blobs = nullptr);
+// `blobs` (if given): each key asked for gets its tensor (on the CPU), or an undefined tensor
+// when the file has none of that name (a file written before the caller stored it).
 
 std::filesystem::path checkpoint_path(const std::filesystem::path& run_dir, int64_t step);
 // The checkpoint with the highest step in <run_dir>/checkpoints, if any.

@@ -195,7 +195,8 @@ double Trainer::evaluate() {
   return sum / static_cast<double>(cfg_.train.eval_batches);
 }
 
-void Trainer::save_checkpoint(const std::filesystem::path& path, const nlohmann::json& extra) {
+void Trainer::save_checkpoint(const std::filesystem::path& path, const nlohmann::json& extra,
+                              const CheckpointBlobs& blobs) {
   CheckpointMeta m;
   m.step = step_;
   m.tokens = tokens_;
@@ -205,12 +206,12 @@ void Trainer::save_checkpoint(const std::filesystem::path& path, const nlohmann:
   m.manifest_hash = param_manifest(*model_).hash();
   m.extra = extra;
   if (sharded_) m.optimizer_shard = sharded_->layout().to_json();
-  write_checkpoint(path, m, *model_, optimizer());
+  write_checkpoint(path, m, *model_, optimizer(), blobs);
 }
 
-CheckpointMeta Trainer::load_checkpoint(const std::filesystem::path& path) {
+CheckpointMeta Trainer::load_checkpoint(const std::filesystem::path& path, CheckpointBlobs* blobs) {
   const nlohmann::json shard = sharded_ ? sharded_->layout().to_json() : nlohmann::json();
-  CheckpointMeta m = read_checkpoint(path, *model_, optimizer(), cfg_.model, device_, shard);
+  CheckpointMeta m = read_checkpoint(path, *model_, optimizer(), cfg_.model, device_, shard, blobs);
   if (m.sampler.seed != static_cast<uint64_t>(cfg_.train.seed))
     throw DataError(path.string() + ": checkpoint was written with train.seed = " +
                     std::to_string(m.sampler.seed) + ", the config says " +

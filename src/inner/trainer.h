@@ -65,10 +65,12 @@ class Trainer {
   // every call; no gradients, dropout off, the sampler untouched.
   double evaluate();
 
+  // `extra` and `blobs`: the caller's own state, in the same atomically written file.
   void save_checkpoint(const std::filesystem::path& path,
-                       const nlohmann::json& extra = nlohmann::json::object());
-  // Returns the checkpoint's meta (its `extra` for the caller's own state).
-  CheckpointMeta load_checkpoint(const std::filesystem::path& path);
+                       const nlohmann::json& extra = nlohmann::json::object(), const CheckpointBlobs& blobs = {});
+  // Returns the checkpoint's meta (its `extra` for the caller's own state); `blobs` as in
+  // read_checkpoint.
+  CheckpointMeta load_checkpoint(const std::filesystem::path& path, CheckpointBlobs* blobs = nullptr);
 
   Gpt& model() { return model_; }
   // The AdamW this rank steps: over all parameters, or over this rank's shard of them

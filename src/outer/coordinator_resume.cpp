@@ -56,7 +56,9 @@ void Coordinator::Impl::init_state() {
   outer = std::make_unique<FragmentOuter>(cfg.outer, layout, theta0);
   for (int p = 0; p < P; ++p)
     aggs.push_back(std::make_unique<Aggregator>(static_cast<int64_t>(layout.fragment(p).numel), cfg.aggregation));
-  if (P > 1) LH_LOG(Info, "coordinator") << "streaming DiLoCo: " << layout.describe();
+  if (P > 1) {
+    LH_LOG(Info, "coordinator") << "streaming DiLoCo: " << layout.describe();
+  }
   evaluator = std::make_unique<Evaluator>(cfg.model, cfg.data, cfg.eval.batches, cfg.eval.batch_size);
   run_id = cfg.run_id.empty() ? new_run_id() : cfg.run_id;
 
@@ -103,7 +105,11 @@ void Coordinator::Impl::init_state() {
     save_checkpoint();
     fresh = true;
   }
-  if (!fresh) recover_metrics_line();
+  history.set_run(run_id, unix_now_s());
+  if (!fresh) {  // one read of metrics.jsonl: the rounds before the restart, the run's start time
+    history.load_jsonl(run_dir / "metrics.jsonl");
+    recover_metrics_line();
+  }
   metrics_file = std::make_unique<std::ofstream>(run_dir / "metrics.jsonl", std::ios::app);
   if (fresh) {
     json init = {{"event", "init"},
@@ -115,8 +121,6 @@ void Coordinator::Impl::init_state() {
     *metrics_file << init.dump() << "\n";
     metrics_file->flush();
   }
-  history.set_run(run_id, unix_now_s());
-  history.load_jsonl(run_dir / "metrics.jsonl");  // rounds before a restart, the run's start time
   policy = configured = cfg.sync;
   watcher = std::make_unique<ConfigWatcher>(config_path, overrides, cfg.effective_toml, cfg.sync,
                                             AccessLists{cfg.allowed_sites, cfg.allowed_operators});
@@ -126,23 +130,16 @@ void Coordinator::Impl::recover_metrics_line() {
   // The checkpoint is written before the round's metrics line: a crash between the two leaves
   // round next_round−1 applied but unlisted. List it (from the checkpoint) so that every round
   // appears exactly once, with its θ hash.
+  // The rounds listed are those history.load_jsonl just read from the file.
   const fs::path path = run_dir / "metrics.jsonl";
-  int64_t last = -1;
-  {
-    std::ifstream in(path);
-    for (std::string line; std::getline(in, line);) {
-      json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
-      if (j.is_object() && j.value("event", "") == "round" && j.contains("round") && j["round"].is_number_integer())
-        last = std::max(last, j["round"].get<int64_t>());
-    }
-  }
-  if (last >= next_round - 1 || next_round == 0) return;
+  if (history.last_round() >= next_round - 1 || next_round == 0) return;
   json line = {{"event", "round"},
                {"round", next_round - 1},
                {"recovered", true},
                {"param_hash", protocol::hex64(theta_pub_hash)}};
   std::ofstream out(path, std::ios::app);
   out << line.dump() << "\n";
+  history.add_round(line);
   LH_LOG(Warn, "coordinator") << "round " << next_round - 1
                               << " was applied before the last stop but not listed in metrics.jsonl: listed now";
 }

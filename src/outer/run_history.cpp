@@ -53,6 +53,11 @@ void RunHistory::add_round(const json& line) {
   }
 }
 
+int64_t RunHistory::last_round() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return rounds_.empty() ? -1 : rounds_.back()["round"].get<int64_t>();
+}
+
 void RunHistory::note_policy(int64_t round, const json& policy) {
   std::lock_guard<std::mutex> l(mu_);
   if (policy == policy_) return;

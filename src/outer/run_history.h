@@ -59,6 +59,8 @@ class RunHistory {
   nlohmann::json to_json(int64_t since_round = -1) const;
 
   size_t rounds() const;
+  // The highest round held (-1: none).
+  int64_t last_round() const;
 
  private:
   Limits limits_;

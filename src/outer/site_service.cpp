@@ -118,6 +118,7 @@ struct SiteService::Impl {
     send(Message{protocol::kResync, {{"round", round}, {"reason", why}}, {}});
   }
   void save_state();
+  void load_state(const fs::path& checkpoint);  // the trainer exists; residual sized
   uint64_t checkpoint_manifest_hash();
   Message make_hello();
   int64_t trainer_block_size() const { return model_json.value("block_size", int64_t{0}); }
@@ -276,11 +277,7 @@ void SiteService::Impl::on_welcome(const Message& m) {
         throw UserError(p->string() + " is from run '" + ck_run + "' but the coordinator runs '" +
                         protocol::printable(run_id) +
                         "': this site's state belongs to another run; give it a fresh --run-dir");
-      auto meta = trainer->load_checkpoint(*p);
-      fs::path rp = run_dir / "residual.bin";
-      if (fs::exists(rp)) residual = load_floats(rp, residual.size());
-      LH_LOG(Info, "site") << cfg.id << ": resumed from " << p->string() << " (step " << meta.step
-                           << ", last round " << meta.extra.value("round", int64_t{-1}) << ")";
+      load_state(*p);
     }
     LH_LOG(Info, "site") << cfg.id << ": model " << manifest.total_elements() << " parameters, "
                          << corpus->train.size() << " training tokens in shard "
@@ -569,13 +566,50 @@ void SiteService::Impl::handle(const Message& m) {
 
 void SiteService::Impl::save_state() {
   if (!trainer) return;
+  // One atomically written file: model, AdamW, data cursor (the trainer's), and this site's
+  // own state: round, run, the error-feedback residual and the upload still pending (a restart
+  // re-sends it under its idempotency key instead of training its round again).
   json extra = {{"round", round}, {"run_id", run_id}, {"site", cfg.id}};
+  inner::CheckpointBlobs blobs;
+  blobs["residual"] = torch::from_blob(residual.data(), {static_cast<int64_t>(residual.size())}, torch::kFloat32);
+  if (pending_upload) {
+    extra["pending_upload"] = {{"type", pending_upload->type}, {"header", pending_upload->header},
+                               {"acked", pending_acked}};
+    blobs["pending_upload"] = torch::from_blob(pending_upload->payload.data(),
+                                               {static_cast<int64_t>(pending_upload->payload.size())}, torch::kUInt8);
+  }
   auto p = inner::checkpoint_path(run_dir, trainer->steps_done());
-  trainer->save_checkpoint(p, extra);
-  write_file_atomic(run_dir / "residual.bin",
-                    std::span<const std::byte>(reinterpret_cast<const std::byte*>(residual.data()),
-                                               residual.size() * sizeof(float)));
+  trainer->save_checkpoint(p, extra, blobs);
   inner::prune_checkpoints(run_dir, 2);
+}
+
+void SiteService::Impl::load_state(const fs::path& p) {
+  inner::CheckpointBlobs blobs = {{"residual", {}}, {"pending_upload", {}}};
+  const inner::CheckpointMeta meta = trainer->load_checkpoint(p, &blobs);
+  if (const torch::Tensor& r = blobs["residual"]; r.defined()) {
+    if (r.numel() != static_cast<int64_t>(residual.size()) || r.scalar_type() != torch::kFloat32)
+      throw DataError(p.string() + ": residual of " + std::to_string(r.numel()) + " values, the model has " +
+                      std::to_string(residual.size()) + " (a checkpoint of another model?)");
+    std::memcpy(residual.data(), r.contiguous().data_ptr<float>(), residual.size() * sizeof(float));
+  } else if (fs::path rp = run_dir / "residual.bin"; fs::exists(rp)) {  // written by older versions
+    residual = load_floats(rp, residual.size());
+  }
+  const json& pu = meta.extra.value("pending_upload", json());
+  if (const torch::Tensor& b = blobs["pending_upload"]; b.defined() && pu.is_object()) {
+    Message m;
+    m.type = pu.value("type", std::string(protocol::kUpload));
+    m.header = pu.value("header", json::object());
+    const torch::Tensor bytes = b.contiguous();
+    m.payload.resize(static_cast<size_t>(bytes.numel()));
+    std::memcpy(m.payload.data(), bytes.data_ptr<uint8_t>(), m.payload.size());
+    pending_upload = std::move(m);
+    pending_acked = pu.value("acked", false);
+    pending_conn = -1;  // sent on a connection before the restart: re-sent once if still unsettled
+    LH_LOG(Info, "site") << cfg.id << ": round " << pending_round() << " upload pending from before the restart ("
+                         << pending_upload->payload.size() << " bytes)";
+  }
+  LH_LOG(Info, "site") << cfg.id << ": resumed from " << p.string() << " (step " << meta.step << ", last round "
+                       << meta.extra.value("round", int64_t{-1}) << ")";
 }
 
 SiteService::SiteService(SiteConfig cfg, fs::path run_dir, FollowerLink* followers)
@@ -603,7 +637,7 @@ int SiteService::run() {
                          << s.cfg.link.emulate_rtt_ms << " ms";
   }
   while (!g_stop.load() && !s.done) {
-    if (!s.client || !s.client->connected()) {
+    if (!s.client) {
       s.connect_and_join();
       continue;
     }
@@ -615,7 +649,12 @@ int SiteService::run() {
       s.client.reset();
       continue;
     }
-    if (!m) continue;
+    if (!m) {
+      // Closed and drained: what arrived before the close (often the last round's result and
+      // run_complete, just before the coordinator exits) has been handled; now rejoin.
+      if (!s.client->connected()) s.client.reset();
+      continue;
+    }
     try {
       s.handle(*m);
     } catch (const protocol::ProtocolError& e) {

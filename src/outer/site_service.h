@@ -7,9 +7,10 @@
 //                   for a full resync (logged and counted)
 //   run_complete: checkpoint, exit 0
 //
-// The AdamW state, data cursor, error-feedback residual and last round are checkpointed in the
-// run dir after every upload (checkpoints/ via Trainer, residual.bin via AtomicFileWriter), so
-// a restarted site rejoins and continues. SIGINT/SIGTERM: the current inner step finishes,
+// The model, AdamW state, data cursor, error-feedback residual, last round and the upload still
+// pending are ONE checkpoint file in the run dir (checkpoints/, atomically written after every
+// upload), so a restarted site rejoins, re-sends a pending upload under its idempotency key
+// (never trains its round again) and continues. (residual.bin of older versions is still read.) SIGINT/SIGTERM: the current inner step finishes,
 // the round is abandoned, the connection closed, exit 0.
 #pragma once
 

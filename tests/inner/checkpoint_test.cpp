@@ -63,6 +63,34 @@ TEST(Checkpoint, RoundTripRestoresEverything) {
   EXPECT_EQ(a.step().loss, b.step().loss);
 }
 
+// A caller's own tensors (the site's residual and pending upload) live in the same file: they
+// come back bitwise; a name the file lacks comes back undefined.
+TEST(Checkpoint, BlobsTravelInTheSameFile) {
+  auto dir = testing::scratch_dir("ckpt_blobs");
+  auto cfg = testing::tiny_config(testing::tiny_corpus_dir().string());
+  auto corpus = tiny_corpus(cfg);
+  Trainer a(cfg, corpus);
+  a.train_steps(1);
+  const torch::Tensor residual = torch::randn({1000});
+  const torch::Tensor bytes = torch::randint(0, 256, {777}, torch::kUInt8);
+  a.save_checkpoint(checkpoint_path(dir, 1), {{"round", 2}}, {{"residual", residual}, {"pending_upload", bytes}});
+  Trainer b(cfg, corpus);
+  CheckpointBlobs blobs = {{"residual", {}}, {"pending_upload", {}}, {"absent", torch::ones({3})}};
+  b.load_checkpoint(checkpoint_path(dir, 1), &blobs);
+  ASSERT_TRUE(blobs["residual"].defined());
+  EXPECT_TRUE(torch::equal(blobs["residual"], residual));
+  ASSERT_TRUE(blobs["pending_upload"].defined());
+  EXPECT_EQ(blobs["pending_upload"].scalar_type(), torch::kUInt8);
+  EXPECT_TRUE(torch::equal(blobs["pending_upload"], bytes));
+  EXPECT_FALSE(blobs["absent"].defined()) << "a blob the file does not hold comes back undefined";
+  // A checkpoint without blobs still loads, and asking for them finds none.
+  a.save_checkpoint(checkpoint_path(dir, 2), {{"round", 3}});
+  CheckpointBlobs none = {{"residual", {}}};
+  b.load_checkpoint(checkpoint_path(dir, 2), &none);
+  EXPECT_FALSE(none["residual"].defined());
+  EXPECT_EQ(params_hash(*b.model()), params_hash(*a.model()));
+}
+
 TEST(Checkpoint, DamagedOrForeignFilesAreDataErrors) {
   auto dir = testing::scratch_dir("ckpt_damaged");
   auto cfg = testing::tiny_config(testing::tiny_corpus_dir().string());

@@ -156,6 +156,33 @@ TEST(Cluster, SiteKilledMidRoundRoundClosesAtDeadlineAndSiteRejoins) {
   EXPECT_NE(text.find("resumed from"), std::string::npos) << text;
 }
 
+// On a slow link the last round's result and run_complete are still on their way when the
+// coordinator exits (it waits 2 s after sending them): the close reaches the site behind
+// them, and the site must handle what arrived before it instead of dialling a coordinator that
+// is gone. Here each fp32 result takes ~3.5 s at the emulated 0.2 Mbit/s.
+TEST(Cluster, SitesOnASlowLinkHearRunCompleteBehindTheLastResult) {
+  ClusterOptions o;
+  o.rounds = 2;
+  o.inner_steps = 2;
+  Cluster c("slow_link_end", o);
+  for (const auto& s : o.sites) {
+    std::ofstream f(c.root() / (s + ".toml"), std::ios::app);
+    f << "[link]\nemulate_mbps = 0.2\n";
+  }
+  Process coord = c.start_coordinator();
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  std::vector<Process> sites = c.start_sites();
+  ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
+  for (size_t i = 0; i < sites.size(); ++i) {
+    EXPECT_EQ(sites[i].wait(60s), 0) << Cluster::tail(sites[i].log());
+    const auto fin = Cluster::read_events(c.site_dir(o.sites[i]) / "metrics.jsonl", "final");
+    ASSERT_FALSE(fin.empty()) << o.sites[i];
+    EXPECT_TRUE(fin.back()["done"].get<bool>()) << o.sites[i] << " did not hear run_complete";
+    EXPECT_EQ(fin.back()["round"], 2) << o.sites[i];
+  }
+  EXPECT_EQ(c.coordinator_rounds().size(), 2u);
+}
+
 TEST(Cluster, CoordinatorKilledAndRestartedResumesWithoutReapplyingARound) {
   ClusterOptions o;
   o.rounds = 5;
