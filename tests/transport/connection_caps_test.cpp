@@ -25,6 +25,29 @@ struct Reasons {
   }
 };
 
+// A started server with `o` whose refusals are collected in `reasons`.
+std::unique_ptr<ChannelServer> start_server(const ServerOptions& o, Reasons& reasons) {
+  auto server = std::make_unique<ChannelServer>(o);
+  server->on_reject([&reasons](const std::string& p, const std::string& r) {
+    std::lock_guard lock(reasons.mu);
+    reasons.all.push_back(p + ": " + r);
+  });
+  server->start();
+  return server;
+}
+
+std::unique_ptr<ChannelClient> try_connect(uint16_t port, const TlsFiles& tls);
+
+// Retries for up to 5 s: a closed connection's place is freed when the server notices.
+std::unique_ptr<ChannelClient> connect_within_5s(uint16_t port, const TlsFiles& tls) {
+  std::unique_ptr<ChannelClient> c;
+  for (int i = 0; i < 50 && !c; ++i) {
+    c = try_connect(port, tls);
+    if (!c) std::this_thread::sleep_for(100ms);
+  }
+  return c;
+}
+
 // Connects a WebSocket client as `tls`; nullptr when the server refused it.
 std::unique_ptr<ChannelClient> try_connect(uint16_t port, const TlsFiles& tls) {
   auto o = test::client_options(port, tls);
@@ -43,59 +66,39 @@ std::unique_ptr<ChannelClient> try_connect(uint16_t port, const TlsFiles& tls) {
 TEST(ConnectionCaps, OneIdentityCannotHoldMoreThanItsShare) {
   auto o = test::server_options();
   o.max_connections_per_identity = 2;
-  ChannelServer server(o);
   Reasons reasons;
-  server.on_reject([&](const std::string& p, const std::string& r) {
-    std::lock_guard lock(reasons.mu);
-    reasons.all.push_back(p + ": " + r);
-  });
-  server.start();
-  auto a1 = try_connect(server.port(), test::test_pki().site_a);
-  auto a2 = try_connect(server.port(), test::test_pki().site_a);
+  auto server = start_server(o, reasons);
+  auto a1 = try_connect(server->port(), test::test_pki().site_a);
+  auto a2 = try_connect(server->port(), test::test_pki().site_a);
   ASSERT_TRUE(a1 && a2);
-  EXPECT_FALSE(try_connect(server.port(), test::test_pki().site_a)) << "a third site-a connection is refused";
+  EXPECT_FALSE(try_connect(server->port(), test::test_pki().site_a)) << "a third site-a connection is refused";
   EXPECT_TRUE(reasons.any("too many connections from identity 'site-a' (max_connections_per_identity 2)"));
   // Another identity is not affected ...
-  auto b = try_connect(server.port(), test::test_pki().site_b);
+  auto b = try_connect(server->port(), test::test_pki().site_b);
   EXPECT_TRUE(b) << "site-b gets in while site-a is at its cap";
   // ... and site-a gets its place back once one of its connections closes.
   a1->close();
   a1.reset();
-  std::unique_ptr<ChannelClient> again;
-  for (int i = 0; i < 50 && !again; ++i) {
-    again = try_connect(server.port(), test::test_pki().site_a);
-    if (!again) std::this_thread::sleep_for(100ms);
-  }
-  EXPECT_TRUE(again);
-  server.stop();
+  EXPECT_TRUE(connect_within_5s(server->port(), test::test_pki().site_a));
+  server->stop();
 }
 
 TEST(ConnectionCaps, OpenWebSocketsCountAgainstMaxConnections) {
   auto o = test::server_options();
   o.max_connections = 2;
   o.max_connections_per_identity = 8;
-  ChannelServer server(o);
   Reasons reasons;
-  server.on_reject([&](const std::string& p, const std::string& r) {
-    std::lock_guard lock(reasons.mu);
-    reasons.all.push_back(p + ": " + r);
-  });
-  server.start();
-  auto a = try_connect(server.port(), test::test_pki().site_a);
-  auto b = try_connect(server.port(), test::test_pki().site_b);
+  auto server = start_server(o, reasons);
+  auto a = try_connect(server->port(), test::test_pki().site_a);
+  auto b = try_connect(server->port(), test::test_pki().site_b);
   ASSERT_TRUE(a && b);
   std::this_thread::sleep_for(200ms);  // both sessions adopted as WebSockets
-  EXPECT_FALSE(try_connect(server.port(), test::test_pki().site_a)) << "a third connection in all is refused";
+  EXPECT_FALSE(try_connect(server->port(), test::test_pki().site_a)) << "a third connection in all is refused";
   EXPECT_TRUE(reasons.any("too many connections (max_connections 2)"));
   b->close();
   b.reset();
-  std::unique_ptr<ChannelClient> again;
-  for (int i = 0; i < 50 && !again; ++i) {
-    again = try_connect(server.port(), test::test_pki().site_b);
-    if (!again) std::this_thread::sleep_for(100ms);
-  }
-  EXPECT_TRUE(again);
-  server.stop();
+  EXPECT_TRUE(connect_within_5s(server->port(), test::test_pki().site_b));
+  server->stop();
 }
 
 }  // namespace
