@@ -537,12 +537,8 @@ void SiteService::Impl::handle(const Message& m) {
     } else {
       LH_LOG(Warn, "site") << cfg.id << ": round " << r << " upload " << a.status << ": "
                            << protocol::printable(a.reason, 512);
-      if (!residual_backup.empty()) {  // nothing of it was applied
-        if (residual_backup.size() == residual.size())
-          residual = residual_backup;
-        else
-          layout->scatter(backup_fragment, residual_backup, residual);
-      }
+      // Nothing of it was applied: its fragment's residual as before it (P = 1: all of it).
+      if (!residual_backup.empty()) layout->scatter(backup_fragment, residual_backup, residual);
       pending_upload.reset();
     }
     return;

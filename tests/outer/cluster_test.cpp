@@ -183,6 +183,45 @@ TEST(Cluster, SitesOnASlowLinkHearRunCompleteBehindTheLastResult) {
   EXPECT_EQ(c.coordinator_rounds().size(), 2u);
 }
 
+// A site killed while its upload is still on the (emulated, slow) link restarts from its one
+// checkpoint, which holds that pending upload: it re-sends it under the same idempotency key
+// instead of training the round again, and the round counts it once.
+TEST(Cluster, SiteKilledMidUploadResendsItsPendingUploadAfterRestart) {
+  ClusterOptions o;
+  o.rounds = 3;
+  o.inner_steps = 2;
+  o.deadline_s = 120;  // the round waits for the restarted site
+  Cluster c("resend_pending", o);
+  {  // site-c's uploads take ~1.8 s (22 KB at 0.1 Mbit/s): time to kill it mid-upload
+    std::ofstream f(c.root() / "site-c.toml", std::ios::app);
+    f << "[link]\nemulate_mbps = 0.1\n";
+  }
+  Process coord = c.start_coordinator();
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  std::map<std::string, Process> sites;
+  for (const auto& s : o.sites) sites[s] = c.start_site(s);
+  // Round 0's upload: give the checkpoint after it 0.6 s to be written, then kill.
+  const auto until = std::chrono::steady_clock::now() + 120s;
+  while (std::chrono::steady_clock::now() < until &&
+         Cluster::tail(sites["site-c"].log(), 100000).find("round 0: uploading") == std::string::npos)
+    std::this_thread::sleep_for(10ms);
+  std::this_thread::sleep_for(600ms);
+  sites["site-c"].signal(SIGKILL);
+  EXPECT_EQ(sites["site-c"].wait(10s), 128 + SIGKILL);
+  EXPECT_TRUE(c.coordinator_rounds().empty()) << "round 0 closed without site-c's upload";
+  sites["site-c"] = c.start_site("site-c", "-restart");
+  ASSERT_EQ(coord.wait(300s), 0) << Cluster::tail(coord.log());
+  for (auto& [s, p] : sites) EXPECT_EQ(p.wait(60s), 0) << s << Cluster::tail(p.log());
+  const auto rounds = c.coordinator_rounds();
+  ASSERT_EQ(rounds.size(), 3u);
+  EXPECT_EQ(rounds[0]["sites"].size(), 3u) << "site-c's re-sent upload counts in round 0: " << rounds[0].dump();
+  const std::string restarted = Cluster::tail(c.root() / "site-c-restart.log", 1 << 20);
+  EXPECT_NE(restarted.find("round 0 upload pending from before the restart"), std::string::npos) << restarted;
+  EXPECT_NE(restarted.find("re-sending round 0 upload after reconnect"), std::string::npos) << restarted;
+  EXPECT_EQ(restarted.find("round 0: training"), std::string::npos) << "round 0 trained twice: " << restarted;
+  expect_hashes_agree(c, o.sites, false);
+}
+
 TEST(Cluster, CoordinatorKilledAndRestartedResumesWithoutReapplyingARound) {
   ClusterOptions o;
   o.rounds = 5;
