@@ -66,6 +66,12 @@ void Coordinator::Impl::start_server() {
   o.max_connections = static_cast<std::size_t>(cfg.max_connections);
   o.max_connections_per_identity = static_cast<std::size_t>(cfg.max_connections_per_identity);
   o.max_unhandled_messages = kUnhandledPerConnection;
+  // Uploads of coordinator.spool_min_bytes or more wait on disk, not in memory, until the event
+  // thread handles them one at a time (issue 9 §3): K sites uploading at once cost K × 256 KiB
+  // (one read chunk each), not K × payload. The files are unnamed; the directory stays empty.
+  o.spool.dir = run_dir / "spool";
+  o.spool.min_bytes = static_cast<uint64_t>(cfg.spool_min_bytes);
+  fs::create_directories(o.spool.dir);
   server = std::make_unique<transport::ChannelServer>(o);
   server->on_open([this](std::shared_ptr<Connection> c) { events.push({ChannelEvent::kOpen, c, {}, {}}); });
   server->on_message([this](std::shared_ptr<Connection> c, Message m) {
@@ -113,6 +119,7 @@ void Coordinator::Impl::pump(std::chrono::milliseconds wait) {
   std::deque<ChannelEvent> batch = events.pop_all(wait);
   for (auto& e : batch) {
     handle(e);  // never throws: a peer's fault closes that peer
+    e.msg = Message{};  // its payload goes now, not with the whole batch
     if (e.kind == ChannelEvent::kMessage) e.conn->message_handled();
   }
 }

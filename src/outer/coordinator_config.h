@@ -1,7 +1,7 @@
 // Everything `longhaul coordinator` reads from its TOML file (configs/coordinator.toml
 // documents every key with its default and unit):
 //   [coordinator] run_id, rounds, seed, bind, port, allowed_sites, allowed_operators,
-//                 dashboard_bind, start_sites, max_message_mb, max_connections(_per_identity),
+//                 dashboard_bind, start_sites, max_message_mb, spool_min_bytes, max_connections(_per_identity),
 //                 join_timeout_s, max_tokens_per_step,
 //                 full_theta_per_window, full_theta_window_s
 //   [tls]         ca_cert, cert, key
@@ -64,6 +64,9 @@ struct CoordinatorConfig {
   int64_t start_sites = 0;             // sites to wait for before round 0; 0 = sync.min_sites
   double start_timeout_s = 600;        // after this, start round 0 with whoever (>= min_sites) is there
   int64_t max_message_mb = 1024;       // cap on one WebSocket message (MiB)
+  // Payloads at least this large (bytes) wait on disk, in unnamed files under <run_dir>/spool,
+  // from their arrival until the event thread handles them: memory K × 256 KiB, not K × payload.
+  int64_t spool_min_bytes = 1 << 20;
   int64_t max_connections = 256;       // open connections in all (WebSockets + HTTPS sessions)
   int64_t max_connections_per_identity = 8;  // ... per certificate identity (site or operator)
   transport::TlsFiles tls;

@@ -247,7 +247,7 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
                                       std::to_string(layout.size()) + " fragment(s)",
                                   "upload.fragment");
   SiteEntry& s = sites.at(site);
-  s.bytes_up += m.payload.size();
+  s.bytes_up += transport::payload_size(m);
   snapshot_dirty = true;
   auto ack = [&](const char* status, const std::string& reason) {
     Message a{protocol::kUploadAck, {{"round", u.tag.round}, {"status", status}, {"reason", reason}}, {}};
@@ -266,8 +266,9 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
   if (stale && !round.is_open()) {  // between rounds: counted when the next one opens
     LH_LOG(Info, "coordinator") << "round " << u.tag.round << ": late upload from " << site
                                 << " held for the next round";
-    s.bytes_up -= m.payload.size();  // counted when handled
+    s.bytes_up -= transport::payload_size(m);  // counted when handled
     Message held{m.type, m.header, std::move(m.payload)};  // the payload is moved, never copied
+    held.spooled = std::move(m.spooled);                   // or stays on disk
     held.receive_s = m.receive_s;
     deferred_stale.insert_or_assign(site, std::move(held));
     return;
@@ -278,6 +279,8 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
                                 << (round.is_open() ? " open)" : " closed)");
     return ack(protocol::kLate, to_string(v));
   }
+  const bool spooled = m.spooled != nullptr;
+  transport::load_payload(m);  // one upload in memory at a time (the others wait spooled)
   round_bytes_up += m.payload.size();
   uint64_t raw_bytes = m.payload.size();  // before zstd; an uninspectable payload counts as sent
   std::optional<std::string> why;
@@ -352,8 +355,8 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
     return ack(protocol::kAccepted, note);
   }
   LH_LOG(Info, "coordinator") << "round " << u.tag.round << ": upload from " << site << " ("
-                              << m.payload.size() << " bytes, " << u.tokens << " tokens, norm " << norm
-                              << ")";
+                              << m.payload.size() << " bytes" << (spooled ? " via the spool" : "") << ", "
+                              << u.tokens << " tokens, norm " << norm << ")";
   ack(protocol::kAccepted, "");
 }
 

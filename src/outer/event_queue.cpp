@@ -10,7 +10,7 @@ bool EventQueue::push(ChannelEvent e) {
     std::lock_guard<std::mutex> l(mu_);
     if (e.kind == ChannelEvent::kMessage) {
       Share& s = shares_[e.conn.get()];
-      const uint64_t bytes = e.msg.payload.size();
+      const uint64_t bytes = transport::payload_size(e.msg);  // in memory or spooled
       if (s.messages >= max_messages_ || (s.messages > 0 && s.bytes + bytes > max_bytes_)) return false;
       ++s.messages;
       s.bytes += bytes;
@@ -31,7 +31,7 @@ std::deque<ChannelEvent> EventQueue::pop_all(std::chrono::milliseconds timeout) 
     auto it = shares_.find(e.conn.get());
     if (it == shares_.end()) continue;
     --it->second.messages;
-    it->second.bytes -= e.msg.payload.size();
+    it->second.bytes -= transport::payload_size(e.msg);
     if (it->second.messages == 0) shares_.erase(it);
   }
   return out;

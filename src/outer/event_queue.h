@@ -29,7 +29,8 @@ struct ChannelEvent {
 
 class EventQueue {
  public:
-  // max_messages / max_bytes: queued messages and payload bytes per connection.
+  // max_messages / max_bytes: queued messages and payload bytes (in memory or spooled to disk)
+  // per connection.
   EventQueue(std::size_t max_messages, uint64_t max_bytes);
 
   // Thread-safe. Open/close events are always queued; a message over its connection's cap is

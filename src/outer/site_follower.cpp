@@ -51,11 +51,13 @@ FollowerLink::FollowerLink(inner::SiteProcessGroup& pg, std::chrono::duration<do
 
 void FollowerLink::post(const json& header) { pg_.post(boundary_key(boundary_++), header.dump()); }
 
-void FollowerLink::start_round(int64_t round, int64_t inner_steps, const json& model, uint64_t theta_hash,
-                               inner::Trainer& trainer) {
+void FollowerLink::start_round(int64_t round, int64_t inner_steps, int64_t checkpoint_after, const json& model,
+                               uint64_t theta_hash, inner::Trainer& trainer) {
   LH_CHECK(!finished_, "start_round after the followers were released");
+  LH_CHECK(checkpoint_after >= 0 && checkpoint_after <= inner_steps, "checkpoint_after = ", checkpoint_after);
   post({{"round", round},
         {"inner_steps", inner_steps},
+        {"checkpoint_after", checkpoint_after},
         {"step", trainer.steps_done()},
         {"schedule", {trainer.schedule_position(), trainer.schedule_stride()}},  // rank 0's lr schedule
         {"model", model},
@@ -139,6 +141,7 @@ int run_site_follower(const SiteConfig& cfg, const fs::path& run_dir, inner::Sit
       return 0;
     }
     const int64_t round = h.at("round"), H = h.at("inner_steps"), step = h.at("step");
+    const int64_t save_after = h.value("checkpoint_after", H);
     if (!trainer) try {  // the first round: the coordinator's model, as rank 0 builds it
       inner::TrainConfig tc = cfg.train;
       tc.model = inner::GptConfig::from_json(h.at("model"));
@@ -146,7 +149,9 @@ int run_site_follower(const SiteConfig& cfg, const fs::path& run_dir, inner::Sit
       tc.data.vocab_size = tc.model.vocab_size;
       corpus = std::make_shared<inner::Corpus>(inner::load_corpus(tc.data));
       trainer = std::make_unique<inner::Trainer>(tc, corpus, &pg);
-      if (auto p = inner::latest_checkpoint(dir)) {
+      std::optional<fs::path> p = inner::checkpoint_path(dir, step);
+      if (!fs::exists(*p)) p = inner::latest_checkpoint(dir);
+      if (p) {
         trainer->load_checkpoint(*p);
         LH_LOG(Info, "site") << me << ": resumed from " << p->string() << " (step " << trainer->steps_done() << ")";
       }
@@ -166,10 +171,15 @@ int run_site_follower(const SiteConfig& cfg, const fs::path& run_dir, inner::Sit
     if (theta_hash != h.value("theta_hash", std::string()))
       throw inner::RankError(me + ": θ from rank 0 hashes to " + theta_hash + ", rank 0 announced " +
                              h.value("theta_hash", std::string()));
+    auto save = [&] {
+      trainer->save_checkpoint(inner::checkpoint_path(dir, trainer->steps_done()), {{"round", round}});
+      inner::prune_checkpoints(dir, 2);
+    };
     int64_t steps = 0;
     double loss_sum = 0;
     bool go = true;
     for (; steps < H; ++steps) {
+      if (steps == save_after) save();
       if (g_follower_stop.load()) {
         LH_LOG(Warn, "site") << me << ": stopped mid-round " << round << " (rank 0 will fail)";
         return 0;
@@ -177,9 +187,8 @@ int run_site_follower(const SiteConfig& cfg, const fs::path& run_dir, inner::Sit
       if (!(go = broadcast_go(pg, true))) break;
       loss_sum += trainer->train_steps(1).mean_loss;
     }
-    trainer->save_checkpoint(inner::checkpoint_path(dir, trainer->steps_done()), {{"round", round}});
-    inner::prune_checkpoints(dir, 2);
-    if (!go) {
+    if (go && steps == save_after) save();
+    if (!go) {  // the steps since the checkpoint are discarded, as rank 0 discards its own
       metrics << json{{"event", "stop"}, {"reason", "rank 0 stopped mid-round"}, {"round", round}}.dump() << "\n";
       LH_LOG(Info, "site") << me << ": rank 0 stopped mid-round " << round;
       return 0;

@@ -6,15 +6,20 @@
 //
 // Protocol between rank 0 and the followers (the process group's store and collectives):
 //   boundary k = 0, 1, ...: rank 0 posts "site/boundary/<k>" = a JSON header, either
-//       {"round":r, "inner_steps":H, "step":S, "model":{..}, "theta_hash":"<hex>"}  train a round
+//       {"round":r, "inner_steps":H, "checkpoint_after":C, "step":S, "model":{..}, "theta_hash":"<hex>"}
+//         train a round: H steps, checkpointing after the C-th (C ≤ H: where rank 0 checkpoints,
+//         at its upload; streaming trains H − C overlap steps after it)
 //       {"stop":true, "reason":"..", "error":bool, "theta":bool, "theta_hash":"<hex>"}  the end
 //     then, for a round (or a stop with "theta"), broadcasts θ (Trainer::broadcast_from_rank0).
 //     At the first round a follower builds its model from "model" and posts "site/ready/<R>";
 //     rank 0 waits for every follower's (at most site.follower_ready_timeout_s, default 10 min:
 //     loading a large corpus may take longer than a collective's timeout) before that first
 //     broadcast.
-//     S is rank 0's optimizer step count: a follower at another step (a resume from different
-//     checkpoints) fails rather than train out of lockstep.
+//     S is rank 0's optimizer step count. A follower resumes from its checkpoint at step S when
+//     it has one (rank 0 and the followers checkpoint at the same steps; a follower may hold a
+//     newer one when rank 0 died between the two writes), else from its newest; a follower at
+//     another step fails rather than train out of lockstep. A follower stopped mid-round (rank 0
+//     sent 0) saves nothing: like rank 0, it resumes from the last common checkpoint.
 //   each of the H inner steps: rank 0 broadcasts a go flag (int64 on the group's comm device,
 //     1 = run this step, 0 = stop now), then every rank runs the step; the DeviceGroup
 //     all-reduces the gradients.
@@ -50,7 +55,8 @@ class FollowerLink {
 
   // Round boundary: `trainer`'s model holds θ (hash `theta_hash`). Posts the header and
   // broadcasts θ. `model`: the coordinator's model JSON (the followers build the same GPT).
-  void start_round(int64_t round, int64_t inner_steps, const nlohmann::json& model,
+  // The followers checkpoint after `checkpoint_after` (≤ inner_steps) of the round's steps.
+  void start_round(int64_t round, int64_t inner_steps, int64_t checkpoint_after, const nlohmann::json& model,
                    uint64_t theta_hash, inner::Trainer& trainer);
   // Before each inner step: tells the followers whether to run it; returns `go`. After a
   // false the followers have left and finish() does nothing.

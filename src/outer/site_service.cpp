@@ -74,6 +74,10 @@ struct SiteService::Impl {
   // The τ steps trained after the last upload: they count in the next round's upload.
   int64_t ahead_steps = 0, ahead_tokens = 0;
   double ahead_loss_sum = 0, ahead_compute_s = 0;
+  // Inner steps trained since the last checkpoint (issue #14 §4). A stop with any is a stop
+  // mid-round: those steps are discarded with the model, AdamW state and data cursor they moved
+  // (the checkpoint on disk is the consistent state at the last upload); never saved half-way.
+  int64_t steps_unsaved = 0;
   void forget_ahead() { ahead_steps = ahead_tokens = 0, ahead_loss_sum = ahead_compute_s = 0; }
   int64_t round = -1;                  // the round θ belongs to
   std::string run_id;
@@ -370,17 +374,18 @@ void SiteService::Impl::on_round_start(const Message& m) {
   const int64_t eval_tokens = cfg.train.train.eval_batches * cfg.train.train.batch_size * trainer_block_size();
   if (followers) {  // they run this round's steps and the overlap after its upload
     const uint64_t h = streaming() ? param_hash(inner::params_to_flat(*trainer->model())) : param_hash(theta);
-    followers->start_round(r, now_steps + overlap_steps, model_json, h, *trainer);
+    followers->start_round(r, now_steps + overlap_steps, now_steps, model_json, h, *trainer);
   }
   auto keep_going = [&] { return followers ? followers->step_gate(!g_stop.load()) : !g_stop.load(); };
   int64_t tokens = ahead_tokens, steps = ahead_steps;
   double loss_sum = ahead_loss_sum;
-  for (int64_t k = 0; k < now_steps && keep_going(); ++k, ++steps) {
+  int64_t k = 0;
+  for (; k < now_steps && keep_going(); ++k, ++steps, ++steps_unsaved) {
     auto st = trainer->train_steps(1);
     tokens += st.tokens;
     loss_sum += st.mean_loss;
   }
-  if (g_stop.load()) return;  // abandon the round
+  if (k < now_steps) return;  // stopped mid-round: abandoned (run() discards its steps)
   const double compute_s =
       ahead_compute_s + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_compute).count();
   forget_ahead();
@@ -438,8 +443,15 @@ void SiteService::Impl::on_round_start(const Message& m) {
   pending_conn = connections;
   LH_LOG(Info, "site") << cfg.id << ": round " << r << ": uploading " << up.payload.size()
                        << " bytes (" << transport::encoding_name(o.encoding) << "), train loss " << last_train_loss;
+  const size_t upload_bytes = up.payload.size();
   send(std::move(up));
   save_state();
+  // What this round trained, beside the optimizer step it ends at: over a run, the steps of a
+  // site's uploads add up to its step count (nothing trained is lost or counted twice).
+  metrics << json{{"event", "upload"}, {"round", r}, {"fragment", f}, {"steps", steps}, {"tokens", tokens},
+                  {"step", trainer->steps_done()}, {"bytes", upload_bytes}}.dump()
+          << "\n";
+  metrics.flush();
   // Overlap (sync.overlap_steps = τ): keep training while the upload and the round's result
   // travel (the channel sends from its own I/O thread); the result is merged after exactly τ
   // steps (on_round_result), however early it arrives. Counted in the next round's upload.
@@ -448,6 +460,7 @@ void SiteService::Impl::on_round_start(const Message& m) {
     for (int64_t k = 0; k < overlap_steps && keep_going(); ++k) {
       auto st = trainer->train_steps(1);
       ++ahead_steps;
+      ++steps_unsaved;
       ahead_tokens += st.tokens;
       ahead_loss_sum += st.mean_loss;
     }
@@ -577,6 +590,7 @@ void SiteService::Impl::save_state() {
   auto p = inner::checkpoint_path(run_dir, trainer->steps_done());
   trainer->save_checkpoint(p, extra, blobs);
   inner::prune_checkpoints(run_dir, 2);
+  steps_unsaved = 0;
 }
 
 void SiteService::Impl::load_state(const fs::path& p) {
@@ -673,7 +687,18 @@ int SiteService::run() {
       s.client.reset();
     }
   }
-  if (s.trainer) s.save_state();
+  if (s.trainer && s.steps_unsaved == 0) {
+    s.save_state();
+  } else if (s.trainer) {
+    // Stopped mid-round (or with overlap steps not yet uploaded): the checkpoint of the last
+    // upload stays the newest, so a restart resumes at its step and data cursor and trains the
+    // round again from there, as the followers do (they save at the same points).
+    const auto last = inner::latest_checkpoint(s.run_dir);
+    LH_LOG(Info, "site") << s.cfg.id << ": discarding the " << s.steps_unsaved << " inner step(s) trained since "
+                         << (last ? "the last checkpoint (step " + std::to_string(inner::read_checkpoint_meta(*last).step) + ")"
+                                  : std::string("the start (no checkpoint yet)"))
+                         << "; a restart resumes from there";
+  }
   if (s.followers) {  // the other ranks end with θ (the checkpoint above keeps the trained state)
     if (s.trainer && !s.theta.empty()) inner::flat_to_params(*s.trainer->model(), s.theta);
     s.followers->finish(s.done ? "run complete" : "stopped", false, s.trainer ? s.trainer.get() : nullptr,

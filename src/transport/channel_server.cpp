@@ -50,6 +50,7 @@ ChannelServer::Impl::Access ChannelServer::Impl::access(const std::string& peer_
 ConnectionLimits ChannelServer::Impl::limits() const {
   ConnectionLimits l = connection_limits(options, options.handshake_timeout);
   l.max_unhandled_messages = options.max_unhandled_messages;
+  l.spool = options.spool;
   return l;
 }
 

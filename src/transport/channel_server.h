@@ -72,6 +72,10 @@ struct ServerOptions {
   // messages are unhandled (the on_message consumer calls Connection::message_handled()).
   // 0 = no backpressure (on_message consumes at once).
   std::size_t max_unhandled_messages = 0;
+  // Payloads of at least spool.min_bytes are written to unnamed files in spool.dir as they
+  // arrive (payload_spool.h): memory per receiving connection is one read chunk, not a payload.
+  // The receiver calls load_payload() when it handles the message. Default: off.
+  SpoolPolicy spool;
 };
 
 class ChannelServer {

@@ -123,7 +123,7 @@ net::awaitable<void> Connection::read_loop() {
         co_await resume_.async_wait(net::redirect_error(use_awaitable, ec));
       }
       if (finished_) break;
-      FrameReader reader(limits_.max_message_bytes);
+      FrameReader reader(limits_.max_message_bytes, limits_.spool);
       std::chrono::steady_clock::time_point first_bytes{};
       while (!reader.done()) {
         auto buf = reader.next_buffer(kReadChunk);

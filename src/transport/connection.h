@@ -47,6 +47,7 @@ struct ConnectionLimits {
   // Backpressure: messages delivered but not yet marked handled (message_handled()) before the
   // read loop stops reading; 0 = no limit (the receiver consumes at once).
   std::size_t max_unhandled_messages = 0;
+  SpoolPolicy spool;  // large payloads go to disk as they arrive (payload_spool.h); default off
 };
 
 // The limits for a connection made under `o` (ServerOptions or ClientOptions: both carry these

@@ -71,7 +71,14 @@ std::array<std::byte, kChecksumBytes> FrameWriter::trailer() const {
   return out;
 }
 
-FrameReader::FrameReader(uint64_t max_message_bytes) : max_message_bytes_(max_message_bytes) {
+void load_payload(Message& m) {
+  if (!m.spooled) return;
+  m.payload = m.spooled->read();
+  m.spooled.reset();
+}
+
+FrameReader::FrameReader(uint64_t max_message_bytes, SpoolPolicy spool)
+    : max_message_bytes_(max_message_bytes), spool_(std::move(spool)) {
   hash_ = XXH3_createState();
   XXH3_64bits_reset(hash_);
 }
@@ -89,6 +96,10 @@ std::span<std::byte> FrameReader::next_buffer(std::size_t max_chunk) {
       // Zero-fill (Bytes value-initializes) only the part about to be written, while it is about
       // to be in cache anyway, instead of the whole payload up front: one DRAM pass less.
       const std::size_t n = std::min<uint64_t>(max_chunk, payload_bytes_ - have_);
+      if (spooled_) {
+        if (staging_.size() < n) staging_.resize(n);
+        return {staging_.data(), n};
+      }
       if (msg_.payload.size() < have_ + n) msg_.payload.resize(have_ + n);  // within the reserved capacity
       return {msg_.payload.data() + have_, n};
     }
@@ -104,7 +115,16 @@ void FrameReader::consumed(std::size_t n) {
   received_ += n;
   if (received_ > max_message_bytes_)
     throw WireError("message exceeds the cap of " + std::to_string(max_message_bytes_) + " bytes");
-  if (state_ == State::kPayload) XXH3_64bits_update(hash_, msg_.payload.data() + have_, n);  // hot in cache
+  if (state_ == State::kPayload && spooled_) {
+    XXH3_64bits_update(hash_, staging_.data(), n);
+    try {
+      spooled_->append({staging_.data(), n});
+    } catch (const std::runtime_error& e) {
+      throw WireError(e.what());  // this connection's message is lost, never the process
+    }
+  } else if (state_ == State::kPayload) {
+    XXH3_64bits_update(hash_, msg_.payload.data() + have_, n);  // hot in cache
+  }
   have_ += n;
   switch (state_) {
     case State::kPrefix:
@@ -166,7 +186,15 @@ void FrameReader::parse_header() {
                     std::to_string(max_message_bytes_) + " bytes per message");
   msg_.type = type->get<std::string>();
   msg_.header = std::move(*hdr);
-  msg_.payload.reserve(payload_bytes);  // the one allocation of the payload
+  if (spool_.applies(payload_bytes)) {
+    try {
+      spooled_ = std::make_shared<SpooledPayload>(spool_.dir);
+    } catch (const std::runtime_error& e) {
+      throw WireError(e.what());
+    }
+  } else {
+    msg_.payload.reserve(payload_bytes);  // the one allocation of the payload
+  }
   payload_bytes_ = payload_bytes;
   header_json_.clear();
   header_json_.shrink_to_fit();
@@ -183,6 +211,7 @@ void FrameReader::check_sum() {
 
 Message FrameReader::take() {
   if (state_ != State::kDone) throw WireError("message truncated before its end");
+  msg_.spooled = std::move(spooled_);
   return std::move(msg_);
 }
 

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <array>
+#include <memory>
 #include <cstddef>
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -26,6 +27,7 @@
 #include <xxhash.h>
 
 #include "transport/bytes.h"
+#include "transport/payload_spool.h"
 
 namespace longhaul::transport {
 
@@ -33,10 +35,19 @@ struct Message {
   std::string type;                 // e.g. "upload", "update", "__ack" (leading "__" is reserved)
   nlohmann::json header = nlohmann::json::object();  // small metadata (run id, round, ...)
   Bytes payload;   // opaque bytes (a codec payload), may be empty
+  // Receiver only: a payload spooled to disk as it arrived (SpoolPolicy); `payload` is then
+  // empty until load_payload(). Shared: a message may be copied while it waits.
+  std::shared_ptr<const SpooledPayload> spooled = nullptr;
   // Receiver only, never on the wire: seconds from the arrival of the message's first bytes to
   // its last (the transfer time as the receiver sees it; 0 on the sender side).
   double receive_s = 0;
 };
+
+// The payload's size, in memory or spooled.
+inline uint64_t payload_size(const Message& m) { return m.spooled ? m.spooled->size() : m.payload.size(); }
+// Brings a spooled payload into `payload` (and drops the file); no-op for one in memory.
+// std::runtime_error when the spool cannot be read back.
+void load_payload(Message& m);
 
 // A malformed or over-cap message from a peer: the connection that produced it is closed.
 class WireError : public std::runtime_error {
@@ -73,10 +84,11 @@ class FrameWriter {
 
 // Receiver side: an incremental parser fed by a stream of reads. next_buffer() says where
 // the next bytes must go (and how many at most); consumed(n) records that n bytes arrived.
-// The payload is allocated exactly once, after its size passed the cap check.
+// The payload is allocated exactly once, after its size passed the cap check; or, when
+// `spool` applies to its size, written to a SpooledPayload through one read-chunk buffer.
 class FrameReader {
  public:
-  explicit FrameReader(uint64_t max_message_bytes);
+  explicit FrameReader(uint64_t max_message_bytes, SpoolPolicy spool = {});
   // Where to read into next; empty once the message is complete.
   std::span<std::byte> next_buffer(std::size_t max_chunk);
   // Records n bytes written into the last next_buffer(). Throws WireError on a bad prefix,
@@ -101,6 +113,9 @@ class FrameReader {
   std::size_t have_ = 0;  // bytes of the current section received
   uint64_t received_ = 0;
   uint64_t payload_bytes_ = 0;  // declared payload size (msg_.payload grows to it as bytes arrive)
+  SpoolPolicy spool_;
+  std::shared_ptr<SpooledPayload> spooled_;  // this message's payload file, when spooled
+  Bytes staging_;                            // spooled: the read chunk on its way to the file
   Message msg_;
   XXH3_state_t* hash_ = nullptr;
 

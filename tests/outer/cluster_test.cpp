@@ -11,6 +11,7 @@
 
 #include <torch/torch.h>
 
+#include "inner/checkpoint.h"
 #include "inner/flat_params.h"
 #include "inner/gpt.h"
 #include "inner/safetensors_io.h"
@@ -60,6 +61,7 @@ TEST(Cluster, ThreeSitesOverTlsAgreeEveryRoundAndLossFalls) {
   ClusterOptions o;
   o.rounds = 5;
   o.inner_steps = 6;
+  o.coordinator_overrides = {"coordinator.spool_min_bytes=0"};  // every upload waits on disk until handled
   Cluster c("e2e", o);
   Process coord = c.start_coordinator();
   ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
@@ -87,6 +89,12 @@ TEST(Cluster, ThreeSitesOverTlsAgreeEveryRoundAndLossFalls) {
   std::vector<float> flat(inner::param_manifest(*exported).total_elements());
   inner::params_to_flat(*exported, flat);
   EXPECT_EQ(outer::protocol::hex64(outer::param_hash(flat)), rounds.back()["param_hash"]);
+  // Every upload went through the spool (coordinator.spool_min_bytes = 0), which is left empty.
+  const std::string coord_log = Cluster::tail(coord.log(), 1 << 20);
+  size_t via_spool = 0;
+  for (size_t at = 0; (at = coord_log.find(" bytes via the spool, ", at)) != std::string::npos; ++at) ++via_spool;
+  EXPECT_EQ(via_spool, 15u) << coord_log;
+  EXPECT_TRUE(fs::is_empty(c.coordinator_dir() / "spool"));
   std::printf("eval loss %.3f -> %.3f over %zu rounds; %zu B per int8 upload\n", first, last,
               rounds.size(), up);
 }
@@ -102,16 +110,8 @@ TEST(Cluster, SiteKilledMidRoundRoundClosesAtDeadlineAndSiteRejoins) {
   std::map<std::string, Process> sites;
   for (const auto& s : o.sites) sites[s] = c.start_site(s);
   ASSERT_TRUE(c.wait_for_rounds(1, 120s)) << Cluster::tail(coord.log());
-  // Kill site-c while it trains (its log's last round line says "training").
-  auto until_training = std::chrono::steady_clock::now() + 60s;
-  while (std::chrono::steady_clock::now() < until_training) {
-    std::string t = Cluster::tail(sites["site-c"].log(), 100000);
-    auto tr = t.rfind("steps\n"), up = t.rfind("uploading");
-    if (tr != std::string::npos && t.rfind("training", tr) != std::string::npos &&
-        (up == std::string::npos || up < tr))
-      break;
-    std::this_thread::sleep_for(5ms);
-  }
+  // Kill site-c while it trains.
+  ASSERT_TRUE(Cluster::wait_until_training(sites["site-c"], 60s)) << Cluster::tail(sites["site-c"].log());
   sites["site-c"].signal(SIGKILL);
   EXPECT_EQ(sites["site-c"].wait(10s), 128 + SIGKILL);
   {  // HTTPS on the same port while the round waits for its deadline.
@@ -219,6 +219,63 @@ TEST(Cluster, SiteKilledMidUploadResendsItsPendingUploadAfterRestart) {
   EXPECT_NE(restarted.find("round 0 upload pending from before the restart"), std::string::npos) << restarted;
   EXPECT_NE(restarted.find("re-sending round 0 upload after reconnect"), std::string::npos) << restarted;
   EXPECT_EQ(restarted.find("round 0: training"), std::string::npos) << "round 0 trained twice: " << restarted;
+  expect_hashes_agree(c, o.sites, false);
+}
+
+// The steps of a site's uploads (its metrics' "upload" lines, one per round trained) add up to
+// the optimizer step of its newest checkpoint, whose data cursor drew batch_size windows per
+// step: nothing trained is lost or counted twice. Returns that step.
+int64_t expect_steps_match_uploads(const Cluster& c, const std::string& site) {
+  const auto ckpt = inner::latest_checkpoint(c.site_dir(site));
+  EXPECT_TRUE(ckpt) << site << " has no checkpoint";
+  if (!ckpt) return -1;
+  const inner::CheckpointMeta meta = inner::read_checkpoint_meta(*ckpt);
+  int64_t uploaded = 0;
+  std::set<int64_t> rounds;
+  for (const auto& u : Cluster::read_events(c.site_dir(site) / "metrics.jsonl", "upload")) {
+    EXPECT_TRUE(rounds.insert(u["round"].get<int64_t>()).second) << site << " trained round " << u["round"] << " twice";
+    uploaded += u["steps"].get<int64_t>();
+  }
+  EXPECT_EQ(meta.step, uploaded) << site << ": " << ckpt->string() << " is at step " << meta.step
+                                 << " but its uploads carried " << uploaded << " steps";
+  EXPECT_EQ(meta.sampler.draws, static_cast<uint64_t>(meta.step) * 4)  // [train] batch_size = 4
+      << site << ": the data cursor moved apart from the step count";
+  return meta.step;
+}
+
+// SIGTERM while a site trains (issue #14 §4): the steps trained since its last upload are
+// discarded with the data cursor and AdamW state they moved; the restart resumes from the
+// last checkpoint, trains the open round again, and its step count stays equal to the steps it
+// uploaded (before, the half round's steps stayed in the step count and the cursor).
+TEST(Cluster, SiteStoppedMidRoundResumesFromItsLastUploadWithStepsAndDataCursorInStep) {
+  ClusterOptions o;
+  o.rounds = 6;
+  o.inner_steps = 40;
+  Cluster c("stop_mid_round", o);
+  Process coord = c.start_coordinator();
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  std::map<std::string, Process> sites;
+  for (const auto& s : o.sites) sites[s] = c.start_site(s);
+  ASSERT_TRUE(c.wait_for_rounds(2, 180s)) << Cluster::tail(coord.log());
+  ASSERT_TRUE(Cluster::wait_until_training(sites["site-c"], 60s)) << Cluster::tail(sites["site-c"].log());
+  std::this_thread::sleep_for(100ms);  // a few of the round's steps
+  sites["site-c"].signal(SIGTERM);
+  ASSERT_EQ(sites["site-c"].wait(30s), 0) << Cluster::tail(sites["site-c"].log());
+  const std::string stopped = Cluster::tail(sites["site-c"].log(), 1 << 20);
+  EXPECT_NE(stopped.find("inner step(s) trained since the last checkpoint (step "), std::string::npos) << stopped;
+  const int64_t at_stop = expect_steps_match_uploads(c, "site-c");
+  ASSERT_GT(at_stop, 0);
+
+  sites["site-c"] = c.start_site("site-c", "-restart");
+  ASSERT_EQ(coord.wait(300s), 0) << Cluster::tail(coord.log());
+  for (auto& [s, p] : sites) EXPECT_EQ(p.wait(60s), 0) << s << Cluster::tail(p.log());
+  const std::string restarted = Cluster::tail(c.root() / "site-c-restart.log", 1 << 20);
+  EXPECT_NE(restarted.find("(step " + std::to_string(at_stop) + ","), std::string::npos)
+      << "the restart did not resume at the last upload's step " << at_stop << ": " << restarted;
+  const auto rounds = c.coordinator_rounds();
+  ASSERT_EQ(rounds.size(), 6u);
+  for (const auto& r : rounds) EXPECT_EQ(r["sites"].size(), 3u) << "a round without site-c: " << r.dump();
+  for (const auto& s : o.sites) EXPECT_EQ(expect_steps_match_uploads(c, s), 6 * o.inner_steps) << s;
   expect_hashes_agree(c, o.sites, false);
 }
 

@@ -233,4 +233,15 @@ std::string Cluster::tail(const fs::path& log, size_t bytes) {
   return s.size() > bytes ? s.substr(s.size() - bytes) : s;
 }
 
+bool Cluster::wait_until_training(const Process& site, std::chrono::seconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < until) {
+    const std::string t = tail(site.log(), 100000);
+    const auto tr = t.rfind(": training "), up = t.rfind("uploading");
+    if (tr != std::string::npos && (up == std::string::npos || up < tr)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
 }  // namespace longhaul::testing

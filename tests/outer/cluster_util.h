@@ -82,6 +82,9 @@ class Cluster {
   // Waits until the coordinator has logged `n` round lines; false on timeout.
   bool wait_for_rounds(size_t n, std::chrono::seconds timeout) const;
   static std::string tail(const fs::path& log, size_t bytes = 4000);
+  // Waits (up to `timeout`) until a site's log shows it training a round: a ": training " line
+  // after its last "uploading". False on timeout.
+  static bool wait_until_training(const Process& site, std::chrono::seconds timeout);
 
   const ClusterOptions& options() const { return opts_; }
 

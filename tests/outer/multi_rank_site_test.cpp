@@ -14,6 +14,7 @@
 #include <map>
 #include <sstream>
 
+#include "inner/checkpoint.h"
 #include "outer/cluster_util.h"
 #include "test_support.h"
 
@@ -118,6 +119,54 @@ TEST(MultiRankSite, SigtermOnRank0StopsTheFollowerCleanly) {
   EXPECT_NE(stop[0]["reason"], "run complete") << stop[0].dump();
   coord.signal(SIGTERM);
   EXPECT_EQ(coord.wait(30s), 0) << Cluster::tail(coord.log());
+}
+
+// A two-process streaming site (fragments exchanged while the site trains on) stopped with
+// SIGTERM mid-run and restarted: rank 0 checkpoints at each upload, the follower at the same
+// step (not at the end of its overlap steps), neither saves the steps trained since, so both
+// resume from the same step and the run ends with every rank on the coordinator's θ.
+TEST(MultiRankSite, StreamingSiteStoppedMidRunResumesBothRanksAtTheSameStep) {
+  ClusterOptions o;
+  o.rounds = 16;
+  o.inner_steps = 6;
+  o.min_sites = 1;
+  o.start_sites = 1;
+  o.sites = {"site-a"};
+  o.coordinator_overrides = {"model.n_layer=2", "sync.fragments=2", "sync.overlap_steps=1"};
+  Cluster c("multirank_stream", o);
+  Process coord = c.start_coordinator();
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  const std::string rdv = "127.0.0.1:" + std::to_string(free_port());
+  auto ranked = [&](int r) {
+    return std::vector<std::string>{"--rank", std::to_string(r), "--world-size", "2", "--rendezvous", rdv,
+                                    "--rank-timeout-ms", "20000"};
+  };
+  Process rank0 = c.start_site("site-a", "", ranked(0));
+  Process rank1 = c.start_site("site-a", "-rank1", ranked(1));
+  ASSERT_TRUE(c.wait_for_rounds(4, 120s)) << Cluster::tail(coord.log());
+  rank0.signal(SIGTERM);
+  EXPECT_EQ(rank0.wait(30s), 0) << Cluster::tail(rank0.log());
+  EXPECT_EQ(rank1.wait(30s), 0) << Cluster::tail(rank1.log());
+  const auto step_of = [&](const fs::path& dir) {
+    const auto p = inner::latest_checkpoint(dir);
+    return p ? inner::read_checkpoint_meta(*p).step : -1;
+  };
+  const int64_t step0 = step_of(c.site_dir("site-a")), step1 = step_of(c.site_dir("site-a") / "rank-1");
+  EXPECT_GT(step0, 0);
+  EXPECT_EQ(step1, step0) << "the ranks stopped at different checkpoints";
+
+  rank0 = c.start_site("site-a", "-restart", ranked(0));
+  rank1 = c.start_site("site-a", "-rank1-restart", ranked(1));
+  ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
+  EXPECT_EQ(rank0.wait(30s), 0) << Cluster::tail(rank0.log());
+  EXPECT_EQ(rank1.wait(30s), 0) << Cluster::tail(rank1.log());
+  const auto rounds = c.coordinator_rounds();
+  ASSERT_EQ(rounds.size(), 16u);
+  auto stop = Cluster::read_events(c.site_dir("site-a") / "rank-1" / "metrics.jsonl", "stop");
+  ASSERT_EQ(stop.size(), 2u) << Cluster::tail(rank1.log());
+  EXPECT_EQ(stop[1]["reason"], "run complete");
+  EXPECT_EQ(stop[1]["param_hash"], rounds.back()["param_hash"]) << "rank 1's final θ differs";
+  EXPECT_EQ(step_of(c.site_dir("site-a") / "rank-1"), step_of(c.site_dir("site-a")));
 }
 
 // Rank 0 dies (SIGKILL) after a round: rank 1 fails with an error naming rank 0, within the

@@ -79,7 +79,7 @@ TEST(SiteFollower, FirstRoundWaitsAtMostTheReadyTimeout) {
   FollowerLink link(*rank0, std::chrono::duration<double>(0.3));
   const auto t0 = std::chrono::steady_clock::now();
   const std::string err = error_text<inner::RankError>(
-      [&] { link.start_round(1, 2, cfg.model.to_json(), 0, trainer); });
+      [&] { link.start_round(1, 2, 2, cfg.model.to_json(), 0, trainer); });
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_NE(
       err.find("rank 1 of 2 did not build its model within 0.3 s (site.follower_ready_timeout_s"),

@@ -17,18 +17,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Kills `p` once its log shows it training (after its last "uploading", a "training" line).
-void kill_while_training(Process& p) {
-  const auto until = std::chrono::steady_clock::now() + 60s;
-  while (std::chrono::steady_clock::now() < until) {
-    const std::string t = Cluster::tail(p.log(), 100000);
-    const auto tr = t.rfind(": training "), up = t.rfind("uploading");
-    if (tr != std::string::npos && (up == std::string::npos || up < tr)) break;
-    std::this_thread::sleep_for(5ms);
-  }
-  p.signal(SIGKILL);
-}
-
 TEST(StreamingCluster, FragmentsOverlapMergeAndASiteKilledMidFragmentRejoins) {
   ClusterOptions o;
   o.rounds = 30;  // 15 exchanges of each fragment
@@ -42,7 +30,8 @@ TEST(StreamingCluster, FragmentsOverlapMergeAndASiteKilledMidFragmentRejoins) {
   std::map<std::string, Process> sites;
   for (const auto& s : o.sites) sites[s] = c.start_site(s);
   ASSERT_TRUE(c.wait_for_rounds(3, 180s)) << Cluster::tail(coord.log());
-  kill_while_training(sites["site-c"]);
+  ASSERT_TRUE(Cluster::wait_until_training(sites["site-c"], 60s)) << Cluster::tail(sites["site-c"].log());
+  sites["site-c"].signal(SIGKILL);
   EXPECT_EQ(sites["site-c"].wait(10s), 128 + SIGKILL);
   // A round closes without site-c (at its deadline), then site-c restarts from its checkpoint.
   bool without_c = false;
