@@ -47,6 +47,7 @@ struct LoadArgs {
   int64_t n_layer = 4, n_embd = 448;  // ~9.8M parameters
   std::string encoding = "int8";
   std::string dir;                    // work dir (default: a temp dir, removed)
+  int64_t spool_min_bytes = 1 << 20;  // coordinator.spool_min_bytes (2^40: uploads stay in memory)
 };
 
 uint64_t vm_hwm_kb(pid_t pid) {
@@ -115,7 +116,7 @@ int run_load(const LoadArgs& a) {
   const size_t n = manifest.total_elements();
   std::ostringstream cfg;
   cfg << "[coordinator]\nrounds = " << a.rounds << "\nport = 0\nstart_sites = " << a.sites << "\nlinger_s = 5\n"
-      << "max_tokens_per_step = 1000000\n[tls]\nca_cert = \"certs/ca.crt\"\ncert = \"certs/coordinator.crt\"\n"
+      << "max_tokens_per_step = 1000000\nspool_min_bytes = " << a.spool_min_bytes << "\n[tls]\nca_cert = \"certs/ca.crt\"\ncert = \"certs/coordinator.crt\"\n"
       << "key = \"certs/coordinator.key\"\n[model]\nn_layer = " << g.n_layer << "\nn_head = 4\nn_embd = " << g.n_embd
       << "\nblock_size = 32\nvocab_size = 256\n[sync]\ninner_steps = 1\nmin_sites = " << a.sites
       << "\nround_deadline_s = 600\nupload_encoding = \"" << a.encoding << "\"\n";
@@ -197,6 +198,7 @@ int run_load(const LoadArgs& a) {
   json out = {{"sites", a.sites},
               {"parameters", n},
               {"encoding", a.encoding},
+              {"spool_min_bytes", a.spool_min_bytes},
               {"rounds", tails.size()},
               {"coordinator_exit", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)},
               {"site_failures", failures.load()},
@@ -226,6 +228,9 @@ void register_bench_coordinator(CLI::App& bench, CommandFn& run) {
   cmd->add_option("--n-layer", a->n_layer, "model layers")->capture_default_str();
   cmd->add_option("--n-embd", a->n_embd, "model width (multiple of 4)")->capture_default_str();
   cmd->add_option("--encoding", a->encoding, "upload encoding")->capture_default_str();
+  cmd->add_option("--spool-min-bytes", a->spool_min_bytes,
+                  "coordinator.spool_min_bytes: uploads this large wait on disk until handled (2^40: never)")
+      ->capture_default_str();
   cmd->add_option("--dir", a->dir, "work dir (kept); default a temp dir (removed)");
   cmd->callback([&run, a] { run = [a] { return run_load(*a); }; });
 }

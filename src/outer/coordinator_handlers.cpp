@@ -28,7 +28,7 @@ double max_tokens(const protocol::SiteDeclaration& d, int64_t block_size, int64_
 void Coordinator::Impl::send(const std::string& site, Message m) {
   SiteEntry* s = sites.find(site);
   if (!s || !s->conn) return;
-  s->bytes_down += m.payload.size();
+  s->bytes_down += transport::payload_size(m);
   m.header["run_id"] = run_id;
   m.header["site"] = site;
   if (!m.header.contains("fragment")) m.header["fragment"] = 0;
@@ -209,7 +209,15 @@ bool Coordinator::Impl::send_welcome(const std::string& site) {
     w.header["merge_alpha"] = cfg.streaming.merge_alpha;
     w.header["layout_hash"] = protocol::hex64(layout.hash());
   }
-  w.payload = transport::encode(theta_pub, manifest, o);
+  // θ is encoded once for every welcome queued at the same θ (K sites joining at once cost one
+  // 4N buffer, not K); held weakly, it is freed when the last of them has been written.
+  std::shared_ptr<const transport::Bytes> theta = welcome_theta.lock();
+  if (!theta || welcome_theta_hash != theta_pub_hash) {
+    theta = std::make_shared<const transport::Bytes>(transport::encode(theta_pub, manifest, o));
+    welcome_theta = theta;
+    welcome_theta_hash = theta_pub_hash;
+  }
+  w.shared_payload = std::move(theta);
   send(site, std::move(w));
   return true;
 }

@@ -59,6 +59,8 @@ struct Coordinator::Impl {
   std::unique_ptr<FragmentOuter> outer;
   std::vector<float> theta_pub;    // published θ: bitwise what every site holds
   uint64_t theta_pub_hash = 0;     // param_hash(theta_pub), updated whenever theta_pub changes
+  std::weak_ptr<const transport::Bytes> welcome_theta;  // θ_pub encoded for welcomes still queued
+  uint64_t welcome_theta_hash = 0;                      // the theta_pub_hash it was encoded at
   double theta_pub_norm = 0;       // ‖theta_pub‖ (the norm filter's absolute reference)
   std::vector<std::unique_ptr<Aggregator>> aggs;  // per fragment
   Aggregator& agg() { return *aggs.at(static_cast<std::size_t>(round_fragment)); }

@@ -85,7 +85,7 @@ struct SiteService::Impl {
   // came back (accepted: applied in that or, if late, the next round; anything else: dropped).
   // An upload still unacked when its round's result arrives was late: the coordinator may count
   // it in the next round (stale) and it is re-sent once if the connection drops meanwhile.
-  std::optional<Message> pending_upload;
+  std::shared_ptr<const Message> pending_upload;  // shared with the channel's send queue: never copied
   bool pending_acked = false;   // its upload_ack has arrived
   int64_t pending_conn = 0;     // `connections` when it was sent
   int64_t connections = 0;      // successful joins so far
@@ -116,6 +116,11 @@ struct SiteService::Impl {
     if (!m.header.contains("fragment")) m.header["fragment"] = 0;
     bytes_up += m.payload.size();
     client->send(std::move(m));
+  }
+  // The upload kept in pending_upload (its header complete), sent without a copy.
+  void send_pending() {
+    bytes_up += pending_upload->payload.size();
+    client->send_shared(pending_upload);
   }
   void resync(const std::string& why) {
     LH_LOG(Warn, "site") << cfg.id << ": requesting a full resync: " << why;
@@ -333,7 +338,7 @@ void SiteService::Impl::on_round_start(const Message& m) {
   // the round closed lost it, and gets it again here (same idempotency key) — never retrained.
   if (pending_round() == r) {
     LH_LOG(Info, "site") << cfg.id << ": re-sending round " << r << " upload after reconnect";
-    send(*pending_upload);
+    send_pending();
     pending_conn = connections;
     return;
   }
@@ -341,7 +346,7 @@ void SiteService::Impl::on_round_start(const Message& m) {
   // dropped: once more (same idempotency key; the coordinator may still count it, stale).
   if (pending_upload && pending_round() == r - 1 && !pending_acked && pending_conn != connections) {
     LH_LOG(Info, "site") << cfg.id << ": re-sending the late round " << r - 1 << " upload after reconnect";
-    send(*pending_upload);
+    send_pending();
     pending_conn = connections;
   }
   const int64_t H = rs.inner_steps;  // steps since the previous exchange (streaming: this fragment's gap)
@@ -438,13 +443,13 @@ void SiteService::Impl::on_round_start(const Message& m) {
   up.header["run_id"] = run_id;
   up.header["site"] = cfg.id;
   up.header["fragment"] = f;
-  pending_upload = up;
+  const size_t upload_bytes = up.payload.size();
+  pending_upload = std::make_shared<const Message>(std::move(up));
   pending_acked = false;
   pending_conn = connections;
-  LH_LOG(Info, "site") << cfg.id << ": round " << r << ": uploading " << up.payload.size()
-                       << " bytes (" << transport::encoding_name(o.encoding) << "), train loss " << last_train_loss;
-  const size_t upload_bytes = up.payload.size();
-  send(std::move(up));
+  LH_LOG(Info, "site") << cfg.id << ": round " << r << ": uploading " << upload_bytes << " bytes ("
+                       << transport::encoding_name(o.encoding) << "), train loss " << last_train_loss;
+  send_pending();
   save_state();
   // What this round trained, beside the optimizer step it ends at: over a run, the steps of a
   // site's uploads add up to its step count (nothing trained is lost or counted twice).
@@ -584,7 +589,7 @@ void SiteService::Impl::save_state() {
   if (pending_upload) {
     extra["pending_upload"] = {{"type", pending_upload->type}, {"header", pending_upload->header},
                                {"acked", pending_acked}};
-    blobs["pending_upload"] = torch::from_blob(pending_upload->payload.data(),
+    blobs["pending_upload"] = torch::from_blob(const_cast<std::byte*>(pending_upload->payload.data()),
                                                {static_cast<int64_t>(pending_upload->payload.size())}, torch::kUInt8);
   }
   auto p = inner::checkpoint_path(run_dir, trainer->steps_done());
@@ -612,7 +617,7 @@ void SiteService::Impl::load_state(const fs::path& p) {
     const torch::Tensor bytes = b.contiguous();
     m.payload.resize(static_cast<size_t>(bytes.numel()));
     std::memcpy(m.payload.data(), bytes.data_ptr<uint8_t>(), m.payload.size());
-    pending_upload = std::move(m);
+    pending_upload = std::make_shared<const Message>(std::move(m));
     pending_acked = pu.value("acked", false);
     pending_conn = -1;  // sent on a connection before the restart: re-sent once if still unsettled
     LH_LOG(Info, "site") << cfg.id << ": round " << pending_round() << " upload pending from before the restart ("

@@ -83,7 +83,7 @@ void ChannelClient::on_arrival(Message m) {
     deliver_locked(std::move(m));
     return;
   }
-  const uint64_t wire = FrameWriter(m).wire_bytes(m.payload.size());
+  const uint64_t wire = FrameWriter(m).wire_bytes(outgoing_payload(m).size());
   // As a receiver at the end of the emulated link would time it: its transmission time too.
   if (options_.receive_rate_limit_bytes_per_s > 0)
     m.receive_s += static_cast<double>(wire) / static_cast<double>(options_.receive_rate_limit_bytes_per_s);
@@ -264,10 +264,12 @@ void ChannelClient::connect() {
   }
 }
 
-void ChannelClient::send(Message m) {
+void ChannelClient::send(Message m) { send_shared(std::make_shared<const Message>(std::move(m))); }
+
+void ChannelClient::send_shared(std::shared_ptr<const Message> m) {
   auto c = current();
   if (!c) throw ChannelError("not connected to " + options_.url);
-  c->send(std::move(m));
+  c->send_shared(std::move(m));
 }
 
 std::optional<Message> ChannelClient::receive(std::chrono::milliseconds timeout) {

@@ -65,6 +65,8 @@ class ChannelClient {
   void connect();
   // Queues m on the current connection; throws ChannelError when not connected / queue full.
   void send(Message m);
+  // The same for a message the caller keeps (e.g. to re-send it): queued without a copy.
+  void send_shared(std::shared_ptr<const Message> m);
   // The next received message, or nullopt after timeout (or when disconnected and empty).
   std::optional<Message> receive(std::chrono::milliseconds timeout);
   // Exactly-once: m.header["idempotency_key"] must be a non-empty string. Sends, waits for the

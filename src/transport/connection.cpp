@@ -47,7 +47,7 @@ void Connection::start(MessageFn on_message, CloseFn on_close) {
 
 void Connection::send_shared(std::shared_ptr<const Message> m) {
   if (!open_) throw ChannelError("connection to '" + peer_id_ + "' is closed");
-  const uint64_t wire = FrameWriter(*m).wire_bytes(m->payload.size());
+  const uint64_t wire = FrameWriter(*m).wire_bytes(outgoing_payload(*m).size());
   if (queued_messages_.load() > 0 &&
       (queued_bytes_.load() + wire > limits_.max_queued_bytes || queued_messages_.load() >= limits_.max_queued_messages))
     throw ChannelError("send queue to '" + peer_id_ + "' is full (" + std::to_string(queued_messages_.load()) +
@@ -210,10 +210,11 @@ net::awaitable<void> Connection::write_loop() {
       FrameWriter fw(m);
       const std::size_t chunk = limiter_.chunk_size(kWriteChunk);
       co_await write_frame(net::buffer(fw.head()), false);
-      for (std::size_t off = 0; off < m.payload.size(); off += chunk) {
-        const std::size_t n = std::min(chunk, m.payload.size() - off);
-        fw.update({m.payload.data() + off, n});
-        co_await write_frame(net::buffer(m.payload.data() + off, n), false);
+      const std::span<const std::byte> payload = outgoing_payload(m);
+      for (std::size_t off = 0; off < payload.size(); off += chunk) {
+        const std::size_t n = std::min(chunk, payload.size() - off);
+        fw.update({payload.data() + off, n});
+        co_await write_frame(net::buffer(payload.data() + off, n), false);
       }
       const auto trailer = fw.trailer();
       co_await write_frame(net::buffer(trailer.data(), trailer.size()), true);

@@ -42,7 +42,7 @@ nlohmann::json parse_bounded_json(std::string_view text, const JsonLimits& limit
 }
 
 FrameWriter::FrameWriter(const Message& m) {
-  nlohmann::json h = {{"type", m.type}, {"payload_bytes", m.payload.size()}, {"header", m.header.is_null() ? nlohmann::json::object() : m.header}};
+  nlohmann::json h = {{"type", m.type}, {"payload_bytes", outgoing_payload(m).size()}, {"header", m.header.is_null() ? nlohmann::json::object() : m.header}};
   if (!h["header"].is_object()) throw WireError("message '" + m.type + "': header must be a JSON object");
   const std::string json = h.dump();
   if (json.size() > kMaxHeaderBytes)
@@ -217,10 +217,11 @@ Message FrameReader::take() {
 
 Bytes encode_message(const Message& m) {
   FrameWriter w(m);
-  Bytes out(w.wire_bytes(m.payload.size()));
+  const std::span<const std::byte> payload = outgoing_payload(m);
+  Bytes out(w.wire_bytes(payload.size()));
   std::memcpy(out.data(), w.head().data(), w.head().size());
-  if (!m.payload.empty()) std::memcpy(out.data() + w.head().size(), m.payload.data(), m.payload.size());
-  w.update(m.payload);
+  if (!payload.empty()) std::memcpy(out.data() + w.head().size(), payload.data(), payload.size());
+  w.update(payload);
   const auto t = w.trailer();
   std::memcpy(out.data() + out.size() - kChecksumBytes, t.data(), kChecksumBytes);
   return out;

@@ -38,13 +38,22 @@ struct Message {
   // Receiver only: a payload spooled to disk as it arrived (SpoolPolicy); `payload` is then
   // empty until load_payload(). Shared: a message may be copied while it waits.
   std::shared_ptr<const SpooledPayload> spooled = nullptr;
+  // Sender only: when set, sent in place of `payload`: one buffer for many messages whose
+  // headers differ (e.g. θ in every site's welcome), never copied per message.
+  std::shared_ptr<const Bytes> shared_payload = nullptr;
   // Receiver only, never on the wire: seconds from the arrival of the message's first bytes to
   // its last (the transfer time as the receiver sees it; 0 on the sender side).
   double receive_s = 0;
 };
 
-// The payload's size, in memory or spooled.
-inline uint64_t payload_size(const Message& m) { return m.spooled ? m.spooled->size() : m.payload.size(); }
+// The payload bytes a sender writes: shared_payload when set, else payload.
+inline std::span<const std::byte> outgoing_payload(const Message& m) {
+  return m.shared_payload ? std::span<const std::byte>(*m.shared_payload) : std::span<const std::byte>(m.payload);
+}
+// The payload's size, in memory, shared or spooled.
+inline uint64_t payload_size(const Message& m) {
+  return m.spooled ? m.spooled->size() : outgoing_payload(m).size();
+}
 // Brings a spooled payload into `payload` (and drops the file); no-op for one in memory.
 // std::runtime_error when the spool cannot be read back.
 void load_payload(Message& m);
