@@ -211,6 +211,8 @@ int Coordinator::run() {
       if (s.ready_to_open()) s.open_round();
     } else if (s.round.can_close(Clock::now())) {
       s.close_round();
+      if (s.next_round < s.cfg.rounds && s.ready_to_open()) s.open_round();  // sites train while θ is evaluated
+      s.finish_round_line();
     } else if (s.round.quorum_wait_log_due(Clock::now(), std::chrono::seconds(60))) {
       LH_LOG(Warn, "coordinator") << "round " << s.round.round() << " is past its deadline with "
                                   << s.round.accepted() << " of min_sites=" << s.round.min_sites()

@@ -6,7 +6,8 @@
 //                 full_theta_per_window, full_theta_window_s
 //   [tls]         ca_cert, cert, key
 //   [model]       the GPT architecture every site builds (inner::read_model_config)
-//   [outer]       optimizer, lr, momentum, warmup_rounds, max_update_norm, aggregation, weighting, trim, max_norm_ratio, max_update_ratio
+//   [outer]       optimizer, lr, momentum, warmup_rounds, max_update_norm, max_update_theta_ratio,
+//                 aggregation, weighting, trim, max_norm_ratio, max_update_ratio
 //   [sync]        live-tunable: inner_steps, min_sites, round_deadline_s, *_encoding, zstd_level,
 //                 balance, min_inner_steps, ...; fixed for the run: fragments, overlap_steps,
 //                 merge_alpha (StreamingConfig)
@@ -27,6 +28,10 @@
 #include "transport/tls_context.h"
 
 namespace longhaul::outer {
+
+// outer.max_update_theta_ratio when the file does not set it: ‖Δ̄‖ ≤ ρ·‖θ‖ before the outer step
+// (docs/benchmarks.md, "A stable outer step").
+inline constexpr double kDefaultMaxUpdateThetaRatio = 0;
 
 struct EvalConfig {
   int64_t every_rounds = 1;  // evaluate θ every N rounds (and after the last); 0 = only the last

@@ -238,6 +238,10 @@ void Coordinator::Impl::send_round_start(const std::string& site) {
               {"schedule_stride", static_cast<double>(round_h) / static_cast<double>(inner_steps_of(site))},
               {"deadline_s", std::max(0.0, left)},
               {"param_hash", protocol::hex64(theta_pub_hash)},
+              // The sites evaluate θ_r as often as the coordinator does (eval.every_rounds; 0:
+              // the last round's θ_r only).
+              {"evaluate", cfg.eval.every_rounds > 0 ? round.round() % cfg.eval.every_rounds == 0
+                                                     : round.round() == cfg.rounds - 1},
               // After a reconnect: whether this round already holds the site's upload (then it
               // waits for the result instead of training again or re-sending).
               {"have_upload", round.outcomes().count(site) > 0}};

@@ -101,6 +101,8 @@ struct Coordinator::Impl {
   double last_eval = std::nan("");       // coordinator-side held-out loss (optional [data])
   double last_site_eval = std::nan("");  // token-weighted mean of the sites' held-out losses
   nlohmann::json last_round = nlohmann::json::object();
+  nlohmann::json closed_line;       // the last closed round's line until finish_round_line()
+  bool closed_line_eval = false;    // ... and whether θ is to be evaluated for it
   bool snapshot_dirty = true;
 
   EventQueue events;
@@ -145,7 +147,11 @@ struct Coordinator::Impl {
   // ---- round_lifecycle.cpp
   bool ready_to_open();
   void open_round();
+  // Aggregates, steps and publishes the round; its metrics line waits in closed_line for
+  // finish_round_line(), which evaluates θ (when due) after the next round was opened: the
+  // sites train while the coordinator evaluates.
   void close_round();
+  void finish_round_line();
   // ---- status_snapshot.cpp
   void publish_snapshot();
 };

@@ -32,6 +32,7 @@ class FragmentOuter {
   double next_lr(int p) const { return opt_.at(p)->next_lr(); }
   double last_delta_norm(int p) const { return opt_.at(p)->last_delta_norm(); }
   double last_clipped_norm(int p) const { return opt_.at(p)->last_clipped_norm(); }
+  double last_cap(int p) const { return opt_.at(p)->last_cap(); }
   // Fragment p's θ master slice (gather order), valid until the next step/restore.
   std::span<const float> params(int p) const { return opt_.at(p)->params(); }
 

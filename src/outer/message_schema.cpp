@@ -240,6 +240,7 @@ RoundStart parse_round_start(const json& h) {
   m.deadline_s = r.num("deadline_s", 0, 1e9);
   m.param_hash = r.hex64("param_hash");
   m.have_upload = r.has("have_upload") && r.boolean("have_upload");
+  m.evaluate = !r.has("evaluate") || r.boolean("evaluate");
   return m;
 }
 

@@ -130,6 +130,9 @@ struct RoundStart {
   double deadline_s = 0;
   uint64_t param_hash = 0;
   bool have_upload = false;  // the coordinator already holds this site's upload for the round
+  // Whether the site evaluates θ_r on its held-out split this round (the coordinator's
+  // eval.every_rounds; absent: true, as before the field existed).
+  bool evaluate = true;
 };
 RoundStart parse_round_start(const nlohmann::json& h);
 

@@ -56,7 +56,9 @@ OuterOptimizer::OuterOptimizer(OuterOptimConfig cfg, std::span<const float> init
   LH_CHECK(cfg_.warmup_rounds >= 0, "outer warmup_rounds = ", cfg_.warmup_rounds);
   LH_CHECK(cfg_.max_update_norm >= 0 && std::isfinite(cfg_.max_update_norm), "outer max_update_norm = ",
            cfg_.max_update_norm);
-  if (cfg_.kind == OuterKind::kAvg) cfg_.warmup_rounds = 0, cfg_.max_update_norm = 0;
+  LH_CHECK(cfg_.max_update_theta_ratio >= 0 && std::isfinite(cfg_.max_update_theta_ratio),
+           "outer max_update_theta_ratio = ", cfg_.max_update_theta_ratio);
+  if (cfg_.kind == OuterKind::kAvg) cfg_.warmup_rounds = 0, cfg_.max_update_norm = 0, cfg_.max_update_theta_ratio = 0;
   impl_->theta = flat_copy(initial).set_requires_grad(true);
   torch::optim::SGDOptions opts(cfg_.lr);
   opts.momentum(cfg_.momentum).nesterov(cfg_.kind == OuterKind::kNesterov && cfg_.momentum > 0);
@@ -81,11 +83,17 @@ void OuterOptimizer::step(std::span<const float> mean_delta) {
   torch::Tensor g = flat_copy(mean_delta);
   // ‖Δ̄‖₂ as torch's clip_grad_norm_ computes it for one fp32 tensor (an fp32 result).
   last_norm_ = last_clipped_ = g.norm().item<float>();
-  if (cfg_.max_update_norm > 0) {
+  double cap = cfg_.max_update_norm;
+  if (cfg_.max_update_theta_ratio > 0) {
+    const double rel = cfg_.max_update_theta_ratio * impl_->theta.detach().norm().item<float>();
+    cap = cap > 0 ? std::min(cap, rel) : rel;
+  }
+  last_cap_ = cap;
+  if (cap > 0) {
     // clip_grad_norm_'s fp32 arithmetic, operation for operation: coef = c / (norm + 1e-6),
     // where torch computes scalar / tensor as reciprocal(tensor) * scalar; clamped to 1.
     const float denom = static_cast<float>(last_norm_) + 1e-6f;
-    const float coef = (1.0f / denom) * static_cast<float>(cfg_.max_update_norm);
+    const float coef = (1.0f / denom) * static_cast<float>(cap);
     if (coef < 1.0f) {
       g.mul_(coef);
       last_clipped_ = g.norm().item<float>();

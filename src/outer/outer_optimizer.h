@@ -13,6 +13,9 @@
 //     exactly torch's SGD with a LambdaLR(lambda t: min(1, (t+1)/W)) stepped after each step.
 //   max_update_norm c > 0: Δ̄ ← Δ̄·min(1, c / (‖Δ̄‖₂ + 1e-6)) — exactly
 //     torch.nn.utils.clip_grad_norm_(θ, c) on θ.grad = Δ̄ before the step.
+//   max_update_theta_ratio ρ > 0: the same clip with c = ρ·‖θ‖₂ (θ before the step, fp32 norm),
+//     or min(c, ρ·‖θ‖₂) when both are set. Self-scaling: no parameter units, so one default
+//     carries over between model sizes, and it loosens as ‖θ‖ grows.
 // avg ignores both (FedAvg's step is the mean itself).
 #pragma once
 
@@ -36,6 +39,7 @@ struct OuterOptimConfig {
   double momentum = 0.9;  // μ (avg: unused)
   int64_t warmup_rounds = 0;     // linear outer-lr warmup over this many outer steps (0, 1 = none)
   double max_update_norm = 0;    // cap on ‖Δ̄‖₂ before the step, in parameter units (0 = off)
+  double max_update_theta_ratio = 0;  // cap on ‖Δ̄‖₂ / ‖θ‖₂ before the step (0 = off)
 };
 
 class OuterOptimizer {
@@ -54,6 +58,7 @@ class OuterOptimizer {
   double next_lr() const;
   double last_delta_norm() const { return last_norm_; }
   double last_clipped_norm() const { return last_clipped_; }
+  double last_cap() const { return last_cap_; }  // the clip the last step used (0: none)
 
   std::span<const float> params() const;  // θ, valid until the next step/load
   int64_t numel() const;
@@ -72,7 +77,7 @@ class OuterOptimizer {
   OuterOptimConfig cfg_;
   std::unique_ptr<Impl> impl_;
   int64_t steps_ = 0;
-  double last_norm_ = 0, last_clipped_ = 0;
+  double last_norm_ = 0, last_clipped_ = 0, last_cap_ = 0;
 };
 
 }  // namespace longhaul::outer

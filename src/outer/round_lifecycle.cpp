@@ -197,13 +197,6 @@ void Coordinator::Impl::close_round() {
   const double tail_s = seconds_since(t_close);
   const double dur = seconds_since(round_started);
   const bool last = next_round >= cfg.rounds;
-  double eval = std::nan("");
-  const auto t_eval = Clock::now();
-  if (evaluator->enabled() && (last || (cfg.eval.every_rounds > 0 && next_round % cfg.eval.every_rounds == 0)))
-    eval = last_eval = evaluator->loss(theta_pub);
-  const double eval_s = seconds_since(t_eval);
-  phases.lap("evaluation");
-  phases.finish();
   // What synchronous data parallel would have sent for the same steps: a ring all-reduce of
   // fp32 gradients per step moves 2(K−1)/K · 4N bytes per worker, i.e. 2(K−1) · 4N in all.
   const int64_t k = static_cast<int64_t>(round.participants().size());
@@ -226,11 +219,9 @@ void Coordinator::Impl::close_round() {
                {"duration_s", dur},
                {"tail_s", tail_s},
                {"checkpoint_s", ckpt_s},
-               {"eval_s", eval_s},
                {"elapsed_s", seconds_since(started)},
                {"param_hash", protocol::hex64(theta_pub_hash)},
                {"time", unix_now_s()}};
-  if (!std::isnan(eval)) line["eval_loss"] = eval;
   if (!auto_h.is_null()) line["auto_inner_steps"] = auto_h;
   if (layout.size() > 1) {  // streaming: which slice of θ this round changed, and its size
     line["fragment"] = f;
@@ -247,10 +238,11 @@ void Coordinator::Impl::close_round() {
       timing[id] = std::move(t);
     }
   if (!timing.empty()) line["site_timing"] = std::move(timing);
-  if (applied) {  // the outer step: its lr and ‖Δ̄‖₂ before/after outer.max_update_norm
+  if (applied) {  // the outer step: its lr, ‖Δ̄‖₂ before/after the clip and the clip used
     line["outer_lr"] = outer_lr;
     line["delta_norm"] = outer->last_delta_norm(f);
     line["delta_norm_clipped"] = outer->last_clipped_norm(f);
+    line["delta_norm_cap"] = outer->last_cap(f);  // 0: no clip
   }
   // The sites' own held-out losses of θ_r (this round's starting point), weighted by the
   // tokens each evaluated: the run's loss without any data at the coordinator.
@@ -269,16 +261,32 @@ void Coordinator::Impl::close_round() {
     line["site_eval"] = per_site;
     last_site_eval = lsum / wsum;
   }
+  LH_LOG(Info, "coordinator") << "round " << r << " closed in " << dur << " s (tail " << tail_s << " s): "
+                              << contributors.size() << "/" << round.participants().size() << " sites, up "
+                              << round_bytes_up << " B, down " << bytes_down << " B (sync DP: " << dp_bytes
+                              << " B), θ hash " << protocol::hex64(theta_pub_hash);
+  closed_line = std::move(line);
+  closed_line_eval =
+      evaluator->enabled() && (last || (cfg.eval.every_rounds > 0 && next_round % cfg.eval.every_rounds == 0));
+}
+
+void Coordinator::Impl::finish_round_line() {
+  if (closed_line.is_null()) return;
+  json line = std::move(closed_line);
+  closed_line = nullptr;
+  const auto t_eval = Clock::now();
+  if (closed_line_eval) line["eval_loss"] = last_eval = evaluator->loss(theta_pub);  // θ_pub: the round's result
+  line["eval_s"] = seconds_since(t_eval);
+  phases.lap("evaluation");  // (also the opening of the next round, which came first)
+  phases.finish();
   *metrics_file << line.dump() << "\n";
   metrics_file->flush();
   last_round = line;
   history.add_round(line);
   snapshot_dirty = true;
-  LH_LOG(Info, "coordinator") << "round " << r << " closed in " << dur << " s (tail " << tail_s << " s): "
-                              << contributors.size() << "/" << round.participants().size() << " sites, up "
-                              << round_bytes_up << " B, down " << bytes_down << " B (sync DP: " << dp_bytes
-                              << " B)" << (std::isnan(eval) ? "" : ", eval loss " + std::to_string(eval))
-                              << ", θ hash " << protocol::hex64(theta_pub_hash);
+  if (line.contains("eval_loss"))
+    LH_LOG(Info, "coordinator") << "round " << line["round"].get<int64_t>() << ": eval loss "
+                                << line["eval_loss"].get<double>();
 }
 
 }  // namespace longhaul::outer

@@ -366,7 +366,8 @@ void SiteService::Impl::on_round_start(const Message& m) {
   // θ_r on this site's own held-out split (the coordinator combines the sites' losses);
   // streaming: the global θ once per P rounds, evaluated in place of the local parameters.
   double eval_loss = std::nan("");
-  if (!streaming()) {
+  if (!rs.evaluate) {  // not this round (the coordinator's eval.every_rounds)
+  } else if (!streaming()) {
     eval_loss = trainer->evaluate();
   } else if (r % fragments == 0) {
     const std::vector<float> local = inner::params_to_flat(*trainer->model());

@@ -227,8 +227,8 @@ Bytes encode_message(const Message& m) {
   return out;
 }
 
-Message decode_message(std::span<const std::byte> wire, uint64_t max_message_bytes) {
-  FrameReader r(max_message_bytes);
+Message decode_message(std::span<const std::byte> wire, uint64_t max_message_bytes, const SpoolPolicy& spool) {
+  FrameReader r(max_message_bytes, spool);
   std::size_t pos = 0;
   while (!r.done()) {
     auto buf = r.next_buffer(wire.size());

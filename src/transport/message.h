@@ -146,6 +146,7 @@ nlohmann::json parse_bounded_json(std::string_view text, const JsonLimits& limit
 
 // Whole-message helpers (small messages, tests, fuzzing): encode to one buffer / decode one.
 Bytes encode_message(const Message& m);
-Message decode_message(std::span<const std::byte> wire, uint64_t max_message_bytes);
+// `spool`: as a connection's (a spooled payload stays in Message::spooled).
+Message decode_message(std::span<const std::byte> wire, uint64_t max_message_bytes, const SpoolPolicy& spool = {});
 
 }  // namespace longhaul::transport

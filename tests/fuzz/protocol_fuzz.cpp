@@ -11,6 +11,7 @@
 // site byte), 2 = open the next round with the sites seen so far, 3 = close the open round.
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <span>
@@ -98,7 +99,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     switch (op % 4) {
       case 0:
         try {
-          model.on_message(site, transport::decode_message({body, len}, 1 << 20));
+          // Every other site's payloads go through the disk spool, as the coordinator's do.
+          static const transport::SpoolPolicy spool{std::filesystem::temp_directory_path(), 1};
+          transport::Message m = transport::decode_message({body, len}, 1 << 20,
+                                                           site_byte & 1 ? spool : transport::SpoolPolicy{});
+          transport::load_payload(m);
+          model.on_message(site, std::move(m));
         } catch (const transport::WireError&) {
         }
         break;

@@ -6,6 +6,8 @@
 // and every replica still holds bitwise the published θ.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <signal.h>
 
 #include <algorithm>
@@ -147,7 +149,10 @@ TEST(EqualTimeCluster, TransientStragglersUploadCountsStaleInTheNextRound) {
     EXPECT_LT(r["duration_s"].get<double>(), o.deadline_s) << r.dump();  // never the hard deadline
   }
   EXPECT_GE(without_c, 1) << "rounds closed without the stopped site";
-  EXPECT_EQ(stale_c, 1) << "its late upload counted once, in the round after";
+  // Its late upload counted in the round after. While it catches up it may be late once more
+  // (the next round opens as soon as the previous closes): each late upload counts once.
+  EXPECT_GE(stale_c, 1) << "its late upload did not count";
+  EXPECT_LE(stale_c, 2);
   // The site saw it too, and every replica is bitwise the published θ after every round.
   int site_stale = 0;
   for (const auto& s : o.sites) {
@@ -158,10 +163,16 @@ TEST(EqualTimeCluster, TransientStragglersUploadCountsStaleInTheNextRound) {
       EXPECT_EQ(l["param_hash"], (*it)["param_hash"]) << s << " round " << l["round"];
     }
   }
-  EXPECT_EQ(site_stale, 1);
+  EXPECT_EQ(site_stale, stale_c);
   const std::string log = Cluster::tail(coord.log(), 1 << 20);
   EXPECT_EQ(log.find("dropped: late"), std::string::npos) << "no upload thrown away";
-  EXPECT_NE(log.find("late upload from site-c stale: counted in round"), std::string::npos);
+  std::set<std::string> late_rounds;  // "round X: late upload from site-c stale: ...": X once each
+  const std::string mark = ": late upload from site-c stale: counted in round";
+  for (size_t at = log.find(mark); at != std::string::npos; at = log.find(mark, at + 1)) {
+    const size_t start = log.rfind("round ", at);
+    EXPECT_TRUE(late_rounds.insert(log.substr(start, at - start)).second) << "counted twice: " << log.substr(start, 80);
+  }
+  EXPECT_EQ(late_rounds.size(), static_cast<size_t>(stale_c)) << log;
 }
 
 }  // namespace

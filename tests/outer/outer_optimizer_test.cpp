@@ -2,6 +2,10 @@
 // time by tests/python/gen_outer_golden.py), and the sign convention on a known quadratic.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
+#include <torch/torch.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -121,6 +125,42 @@ TEST(OuterOptimizer, WarmupRampsLinearlyAndClipBindsOnlyAboveTheCap) {
   OuterOptimizer avg({OuterKind::kAvg, 1.0, 0.0, 4, 1.0}, theta);
   avg.step(big);
   EXPECT_EQ(avg.params()[0], -0.5f);
+}
+
+// outer.max_update_theta_ratio ρ is the torch-exact clip of max_update_norm with c = ρ·‖θ‖
+// (θ before each step): bitwise the same trajectory as an absolute clip recomputed each round;
+// with both set the smaller cap binds.
+TEST(OuterOptimizer, ThetaRatioClipIsTheNormClipAtRhoTimesThetaNorm) {
+  const int n = 257;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> g(0.f, 1.f);
+  std::vector<float> theta(n);
+  for (auto& v : theta) v = g(rng);
+  const double rho = 0.05;
+  OuterOptimizer rel({OuterKind::kNesterov, 0.7, 0.9, 0, 0.0, rho}, theta);
+  int bound = 0;
+  for (int r = 0; r < 12; ++r) {
+    std::vector<float> delta(n);
+    const float scale = r < 4 ? 0.5f : 0.002f;  // large early pseudo-gradients, then small ones
+    for (auto& v : delta) v = scale * g(rng);
+    // The same step by an absolute clip at ρ·‖θ‖ (fp32 norm), from rel's state before it.
+    const std::vector<float> p(rel.params().begin(), rel.params().end());
+    const std::vector<float> mom(rel.momentum_view().begin(), rel.momentum_view().end());
+    const double cap = rho * torch::from_blob(const_cast<float*>(p.data()), {n}).norm().item<float>();
+    OuterOptimizer abs_clip({OuterKind::kNesterov, 0.7, 0.9, 0, cap}, p);
+    abs_clip.restore(p, mom, rel.steps_taken());
+    rel.step(delta);
+    abs_clip.step(delta);
+    EXPECT_EQ(rel.last_cap(), cap) << "round " << r;
+    ASSERT_EQ(std::memcmp(rel.params().data(), abs_clip.params().data(), n * sizeof(float)), 0) << "round " << r;
+    bound += rel.last_clipped_norm() < rel.last_delta_norm();
+  }
+  EXPECT_EQ(bound, 4) << "the 4 large early pseudo-gradients are clipped, the small later ones not";
+  // Both set: the smaller cap binds.
+  OuterOptimizer both({OuterKind::kNesterov, 0.7, 0.9, 0, 0.01, rho}, theta);
+  both.step(std::vector<float>(n, 1.f));
+  EXPECT_EQ(both.last_cap(), 0.01);
+  EXPECT_NEAR(both.last_clipped_norm(), 0.01, 1e-6);
 }
 
 TEST(OuterOptimizer, RestoreContinuesTheWarmupWhereItStopped) {
