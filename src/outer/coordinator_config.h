@@ -29,9 +29,10 @@
 
 namespace longhaul::outer {
 
-// outer.max_update_theta_ratio when the file does not set it: ‖Δ̄‖ ≤ ρ·‖θ‖ before the outer step
-// (docs/benchmarks.md, "A stable outer step").
-inline constexpr double kDefaultMaxUpdateThetaRatio = 0;
+// outer.max_update_theta_ratio when the file does not set it: ‖Δ̄‖ ≤ ρ·‖θ‖ before the outer step.
+// 0.035 removed the early overshoot (max rise 0.0%) and lowered the final loss 4.4% against no
+// clip (docs/benchmarks.md, "A stable outer step"); a ratio, so it carries over between sizes.
+inline constexpr double kDefaultMaxUpdateThetaRatio = 0.035;
 
 struct EvalConfig {
   int64_t every_rounds = 1;  // evaluate θ every N rounds (and after the last); 0 = only the last
