@@ -141,7 +141,7 @@ CoordinatorConfig read_coordinator_config(const std::filesystem::path& path,
   c.outer.kind = parse_outer_kind(r.get_enum("outer.optimizer", "nesterov", {"nesterov", "sgdm", "avg"}));
   c.outer.lr = r.get_positive("outer.lr", c.outer.lr, 10.0);
   c.outer.momentum = r.get_double("outer.momentum", c.outer.momentum, 0.0, 0.999);
-  c.outer.warmup_rounds = r.get_int("outer.warmup_rounds", c.outer.warmup_rounds, 0, 1000000);
+  c.outer.warmup_rounds = r.get_int("outer.warmup_rounds", kDefaultOuterWarmupRounds, 0, 1000000);
   c.outer.max_update_norm = r.get_double("outer.max_update_norm", c.outer.max_update_norm, 0.0, 1e12);
   c.outer.max_update_theta_ratio =
       r.get_double("outer.max_update_theta_ratio", kDefaultMaxUpdateThetaRatio, 0.0, 1e6);

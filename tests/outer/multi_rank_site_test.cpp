@@ -27,6 +27,12 @@ using test_support::free_port;
 
 using test_support::slurp;
 
+// The command-line arguments of rank r of a two-process site meeting at `rdv`.
+std::vector<std::string> rank_args(int r, const std::string& rdv, int timeout_ms) {
+  return {"--rank", std::to_string(r), "--world-size", "2", "--rendezvous", rdv, "--rank-timeout-ms",
+          std::to_string(timeout_ms)};
+}
+
 TEST(MultiRankSite, TwoRankSiteTrainsInLockstepAndEndsWithTheCoordinatorsTheta) {
   ClusterOptions o;
   o.rounds = 3;
@@ -38,10 +44,7 @@ TEST(MultiRankSite, TwoRankSiteTrainsInLockstepAndEndsWithTheCoordinatorsTheta) 
   Process coord = c.start_coordinator();
   ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
   const std::string rdv = "127.0.0.1:" + std::to_string(free_port());
-  auto ranked = [&](int r) {
-    return std::vector<std::string>{"--rank", std::to_string(r), "--world-size", "2", "--rendezvous", rdv,
-                                    "--rank-timeout-ms", "20000"};
-  };
+  auto ranked = [&](int r) { return rank_args(r, rdv, 20000); };
   Process rank0 = c.start_site("site-a", "", ranked(0));
   Process rank1 = c.start_site("site-a", "-rank1", ranked(1));
   Process b = c.start_site("site-b");
@@ -104,10 +107,7 @@ TEST(MultiRankSite, SigtermOnRank0StopsTheFollowerCleanly) {
   Process coord = c.start_coordinator();
   ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
   const std::string rdv = "127.0.0.1:" + std::to_string(free_port());
-  auto ranked = [&](int r) {
-    return std::vector<std::string>{"--rank", std::to_string(r), "--world-size", "2", "--rendezvous", rdv,
-                                    "--rank-timeout-ms", "5000"};
-  };
+  auto ranked = [&](int r) { return rank_args(r, rdv, 5000); };
   Process rank0 = c.start_site("site-a", "", ranked(0));
   Process rank1 = c.start_site("site-a", "-rank1", ranked(1));
   ASSERT_TRUE(c.wait_for_rounds(2, 60s)) << Cluster::tail(coord.log());
@@ -137,10 +137,7 @@ TEST(MultiRankSite, StreamingSiteStoppedMidRunResumesBothRanksAtTheSameStep) {
   Process coord = c.start_coordinator();
   ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
   const std::string rdv = "127.0.0.1:" + std::to_string(free_port());
-  auto ranked = [&](int r) {
-    return std::vector<std::string>{"--rank", std::to_string(r), "--world-size", "2", "--rendezvous", rdv,
-                                    "--rank-timeout-ms", "20000"};
-  };
+  auto ranked = [&](int r) { return rank_args(r, rdv, 20000); };
   Process rank0 = c.start_site("site-a", "", ranked(0));
   Process rank1 = c.start_site("site-a", "-rank1", ranked(1));
   ASSERT_TRUE(c.wait_for_rounds(4, 120s)) << Cluster::tail(coord.log());
@@ -182,10 +179,7 @@ TEST(MultiRankSite, FollowerFailsNamingRank0WhenRank0Dies) {
   Process coord = c.start_coordinator();
   ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
   const std::string rdv = "127.0.0.1:" + std::to_string(free_port());
-  auto ranked = [&](int r) {
-    return std::vector<std::string>{"--rank", std::to_string(r), "--world-size", "2", "--rendezvous", rdv,
-                                    "--rank-timeout-ms", "3000"};
-  };
+  auto ranked = [&](int r) { return rank_args(r, rdv, 3000); };
   Process rank0 = c.start_site("site-a", "", ranked(0));
   Process rank1 = c.start_site("site-a", "-rank1", ranked(1));
   ASSERT_TRUE(c.wait_for_rounds(1, 60s)) << Cluster::tail(coord.log());
