@@ -189,11 +189,9 @@ int Coordinator::run() {
   fs::create_directories(s.run_dir);
   write_file_atomic(s.run_dir / "coordinator.toml", s.cfg.effective_toml);
   s.init_state();
-  if (s.next_round >= s.cfg.rounds) {
+  if (s.next_round >= s.cfg.rounds)  // e.g. killed between the last checkpoint and its publish:
     LH_LOG(Info, "coordinator") << "run " << s.run_id << " already finished " << s.next_round
-                                << " rounds: nothing to do";
-    return 0;
-  }
+                                << " rounds: telling the sites that reconnect (up to coordinator.linger_s)";
   ConfigWatcher::install_sighup_handler();
   s.start_server();
   auto last_poll = Clock::now(), last_snapshot = Clock::now();

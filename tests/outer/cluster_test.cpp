@@ -254,11 +254,14 @@ TEST(Cluster, SiteStoppedMidRoundResumesFromItsLastUploadWithStepsAndDataCursorI
   Cluster c("stop_mid_round", o);
   Process coord = c.start_coordinator();
   ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  // site-c's steps emulated 20x slower: a round of 40 steps lasts seconds, so the stop below
+  // lands mid-round however fast the machine is.
+  const std::vector<std::string> slow = {"--set", "train.devices=[{ device = \"cpu\", slowdown = 20.0 }]"};
   std::map<std::string, Process> sites;
-  for (const auto& s : o.sites) sites[s] = c.start_site(s);
+  for (const auto& s : o.sites) sites[s] = s == "site-c" ? c.start_site(s, "", slow) : c.start_site(s);
   ASSERT_TRUE(c.wait_for_rounds(2, 180s)) << Cluster::tail(coord.log());
   ASSERT_TRUE(Cluster::wait_until_training(sites["site-c"], 60s)) << Cluster::tail(sites["site-c"].log());
-  std::this_thread::sleep_for(100ms);  // a few of the round's steps
+  std::this_thread::sleep_for(200ms);  // a few of the round's steps
   sites["site-c"].signal(SIGTERM);
   ASSERT_EQ(sites["site-c"].wait(30s), 0) << Cluster::tail(sites["site-c"].log());
   const std::string stopped = Cluster::tail(sites["site-c"].log(), 1 << 20);
@@ -266,7 +269,7 @@ TEST(Cluster, SiteStoppedMidRoundResumesFromItsLastUploadWithStepsAndDataCursorI
   const int64_t at_stop = expect_steps_match_uploads(c, "site-c");
   ASSERT_GT(at_stop, 0);
 
-  sites["site-c"] = c.start_site("site-c", "-restart");
+  sites["site-c"] = c.start_site("site-c", "-restart", slow);
   ASSERT_EQ(coord.wait(300s), 0) << Cluster::tail(coord.log());
   for (auto& [s, p] : sites) EXPECT_EQ(p.wait(60s), 0) << s << Cluster::tail(p.log());
   const std::string restarted = Cluster::tail(c.root() / "site-c-restart.log", 1 << 20);
@@ -402,6 +405,40 @@ TEST(Cluster, SiteDownAtTheEndIsToldTheRunIsCompleteWhenItReconnects) {
   Process again = c.start_site("site-a", "-again");
   EXPECT_EQ(again.wait(60s), 0) << Cluster::tail(again.log());
   EXPECT_NE(Cluster::tail(again.log()).find("holds a completed run"), std::string::npos) << Cluster::tail(again.log());
+}
+
+// A coordinator restarted on a run that has already finished (e.g. killed after the last
+// round's checkpoint, or restarted by systemd) does not exit at once: a site that missed the
+// end (here: down while the first coordinator lingered) is welcomed with the final θ and told
+// the run is complete, instead of dialling a finished run forever.
+TEST(Cluster, CoordinatorRestartedOnAFinishedRunTellsALateSiteTheRunIsComplete) {
+  ClusterOptions o;
+  o.rounds = 3;
+  o.inner_steps = 3;
+  o.deadline_s = 3;
+  o.coordinator_overrides = {"coordinator.linger_s=8"};
+  Cluster c("finished_restart", o);
+  Process coord = c.start_coordinator();
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  const int port = c.port();
+  std::map<std::string, Process> sites;
+  for (const auto& s : o.sites) sites[s] = c.start_site(s);
+  ASSERT_TRUE(c.wait_for_rounds(1, 120s)) << Cluster::tail(coord.log());
+  sites["site-c"].signal(SIGKILL);
+  EXPECT_EQ(sites["site-c"].wait(10s), 128 + SIGKILL);
+  EXPECT_EQ(coord.wait(120s), 0) << Cluster::tail(coord.log());  // 3 rounds, then 8 s of lingering
+  for (const char* s : {"site-a", "site-b"}) EXPECT_EQ(sites[s].wait(30s), 0) << s;
+  sites["site-c"] = c.start_site("site-c", "-late");  // dials until the coordinator is back
+  coord = c.start_coordinator(port, "-restart");
+  EXPECT_EQ(sites["site-c"].wait(120s), 0) << Cluster::tail(sites["site-c"].log());
+  EXPECT_NE(Cluster::tail(sites["site-c"].log()).find("run complete"), std::string::npos);
+  EXPECT_EQ(coord.wait(60s), 0) << Cluster::tail(coord.log());
+  EXPECT_NE(Cluster::tail(coord.log(), 1 << 20).find("already finished 3 rounds"), std::string::npos);
+  const auto rounds = c.coordinator_rounds();
+  ASSERT_EQ(rounds.size(), 3u);
+  const auto finals = Cluster::read_events(c.site_dir("site-c") / "metrics.jsonl", "final");
+  ASSERT_FALSE(finals.empty());
+  EXPECT_EQ(finals.back()["param_hash"], rounds.back()["param_hash"]) << "site-c did not end with the final θ";
 }
 
 // coordinator.allowed_sites is live: removing a site from the file mid-run closes its
