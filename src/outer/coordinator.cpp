@@ -2,6 +2,7 @@
 // the last round, shutdown. The concepts it drives live in their own files (coordinator_impl.h).
 #include "outer/coordinator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <thread>
@@ -150,9 +151,11 @@ void Coordinator::Impl::finish_run() {
   // otherwise retry forever; keep answering its hello with run_complete until every known
   // site has been told or coordinator.linger_s has passed. Then give the last messages a
   // moment to leave before the server goes away.
-  auto all_told = [&] {
+  auto all_told = [&] {  // a site revoked from coordinator.allowed_sites is not waited for
+    const auto& allowed = cfg.allowed_sites;
     for (auto& [id, e] : sites)
-      if (!e.told_complete) return false;
+      if (!e.told_complete && (allowed.empty() || std::find(allowed.begin(), allowed.end(), id) != allowed.end()))
+        return false;
     return true;
   };
   const auto linger_until = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(cfg.linger_s * 1000));

@@ -446,7 +446,7 @@ TEST(Cluster, CoordinatorRestartedOnAFinishedRunTellsALateSiteTheRunIsComplete) 
 // goes on with the others (min_sites = 2).
 TEST(Cluster, SiteRemovedFromAllowedSitesMidRunIsDisconnectedAndRefused) {
   ClusterOptions o;
-  o.rounds = 40;  // rounds of 3 steps go fast: the run must outlast the revocation
+  o.rounds = 20;  // rounds of 3 steps go fast: the run must outlast the revocation
   o.inner_steps = 3;
   o.deadline_s = 5;
   Cluster c("revoke", o);
@@ -456,22 +456,30 @@ TEST(Cluster, SiteRemovedFromAllowedSitesMidRunIsDisconnectedAndRefused) {
   ASSERT_TRUE(c.wait_for_rounds(2, 120s)) << Cluster::tail(coord.log());
   ASSERT_TRUE(c.edit_coordinator_config("allowed_sites = [\"site-a\", \"site-b\", \"site-c\"]",
                                          "allowed_sites = [\"site-a\", \"site-b\"]"));
+  // The coordinator applies the edit (closing site-c's connection) and logs it; every round
+  // that opens after that runs without site-c.
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  while (Cluster::tail(coord.log(), 1 << 20).find("coordinator.allowed_sites now [site-a, site-b]") == std::string::npos &&
+         std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(20ms);
+  const size_t closed_by_then = c.coordinator_rounds().size();
   const int rc = sites[2].wait(120s);
   EXPECT_NE(rc, 0) << "the revoked site exits with the refusal";
   EXPECT_NE(rc, -1) << Cluster::tail(sites[2].log());
   EXPECT_NE(Cluster::tail(sites[2].log(), 1 << 16).find("not on the allow-list"), std::string::npos)
       << Cluster::tail(sites[2].log());
-  const size_t closed_by_then = c.coordinator_rounds().size();  // site-c is gone by now
   ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
   for (int i = 0; i < 2; ++i) EXPECT_EQ(sites[i].wait(60s), 0) << Cluster::tail(sites[i].log());
   auto rounds = c.coordinator_rounds();
-  ASSERT_EQ(rounds.size(), 40u);
+  ASSERT_EQ(rounds.size(), 20u);
   ASSERT_LT(closed_by_then + 1, rounds.size()) << "the run ended before the revocation took effect";
-  for (size_t i = closed_by_then + 1; i < rounds.size(); ++i) {  // (+1: a round closing meanwhile)
+  for (size_t i = closed_by_then + 1; i < rounds.size(); ++i) {  // (+1: the round open at the revocation)
     const auto& in = rounds[i]["sites"];
     EXPECT_EQ(std::count(in.begin(), in.end(), "site-c"), 0) << "round " << i << ": " << in.dump();
   }
   EXPECT_NE(Cluster::tail(coord.log(), 1 << 20).find("coordinator.allowed_sites now [site-a, site-b]"), std::string::npos);
+  EXPECT_EQ(Cluster::tail(coord.log(), 1 << 20).find("lingering"), std::string::npos)
+      << "the coordinator waited at the end for the revoked site";
 }
 
 }  // namespace
