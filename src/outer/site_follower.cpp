@@ -142,6 +142,9 @@ int run_site_follower(const SiteConfig& cfg, const fs::path& run_dir, inner::Sit
     }
     const int64_t round = h.at("round"), H = h.at("inner_steps"), step = h.at("step");
     const int64_t save_after = h.value("checkpoint_after", H);
+    if (save_after < 0 || save_after > H)
+      throw inner::RankError(me + ": rank 0 asked for a checkpoint after step " + std::to_string(save_after) +
+                             " of a " + std::to_string(H) + "-step round (versions of the ranks differ?)");
     if (!trainer) try {  // the first round: the coordinator's model, as rank 0 builds it
       inner::TrainConfig tc = cfg.train;
       tc.model = inner::GptConfig::from_json(h.at("model"));

@@ -121,6 +121,26 @@ TEST(MessageSchema, SiteSideMessages) {
   EXPECT_EQ(parse_run_complete({{"rounds", 5}}), 5);
 }
 
+// round_start "evaluate" (eval.every_rounds at the sites): optional (absent: evaluate, as before
+// the field existed), a boolean or the message is refused naming the field.
+TEST(MessageSchema, RoundStartEvaluateIsAnOptionalBoolean) {
+  json rs = {{"round", 2},           {"inner_steps", 10},   {"upload_encoding", "int8"},
+             {"download_encoding", "fp32"}, {"deadline_s", 30.0}, {"param_hash", "0123456789abcdef"}};
+  EXPECT_TRUE(parse_round_start(rs).evaluate);
+  rs["evaluate"] = false;
+  EXPECT_FALSE(parse_round_start(rs).evaluate);
+  rs["evaluate"] = true;
+  EXPECT_TRUE(parse_round_start(rs).evaluate);
+  std::string label;
+  rs["evaluate"] = nullptr;  // null reads as absent, as for every optional field
+  EXPECT_TRUE(parse_round_start(rs).evaluate);
+  for (json bad : {json("false"), json(0), json(1), json::array(), json::object()}) {
+    rs["evaluate"] = bad;
+    EXPECT_NE(error_of([&] { parse_round_start(rs); }, &label).find("field 'evaluate'"), std::string::npos) << bad.dump();
+    EXPECT_EQ(label, "round_start.evaluate");
+  }
+}
+
 TEST(MessageSchema, RoundStartZstdLevelAndScheduleAreOptionalAndBounded) {
   json rs = {{"round", 2},           {"inner_steps", 10},   {"upload_encoding", "int8"},
              {"download_encoding", "fp32"}, {"deadline_s", 30.0}, {"param_hash", "0123456789abcdef"}};
