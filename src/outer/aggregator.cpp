@@ -41,12 +41,16 @@ std::string to_string(Weighting w) {
   return "?";
 }
 
-Aggregator::Aggregator(int64_t numel, AggregatorOptions options)
-    : opt_(options), scratch_(numel) {
+Aggregator::Aggregator(int64_t numel, AggregatorOptions options) : opt_(options), numel_(numel) {
   LH_CHECK(numel > 0 && opt_.max_norm_ratio > 1 && opt_.max_update_ratio > 0 && opt_.trim >= 0,
            "numel ", numel, " max_norm_ratio ", opt_.max_norm_ratio, " max_update_ratio ",
            opt_.max_update_ratio, " trim ", opt_.trim);
-  if (opt_.kind == AggregationKind::kMean) acc_.assign(numel, 0.0);
+  if (opt_.kind == AggregationKind::kMean) acc_.assign(numel, 0.0f);
+}
+
+std::span<float> Aggregator::scratch() {
+  if (scratch_.empty()) scratch_.resize(numel_);
+  return scratch_;
 }
 
 void Aggregator::begin_round(double theta_norm, int quorum) {
@@ -58,7 +62,7 @@ void Aggregator::begin_round(double theta_norm, int quorum) {
   round_norms_.clear();
   median_refused_norms_.clear();
   kept_.clear();
-  if (opt_.kind == AggregationKind::kMean) parallel_fill(std::span<double>(acc_), 0.0);
+  if (opt_.kind == AggregationKind::kMean) parallel_fill(std::span<float>(acc_), 0.0f);
   total_weight_ = 0;
   step_weight_ = 0;
   theta_norm_ = theta_norm;
@@ -74,8 +78,8 @@ double Aggregator::reference_median() const {
   return n % 2 ? ref[n / 2] : 0.5 * (ref[n / 2 - 1] + ref[n / 2]);
 }
 
-std::optional<std::string> Aggregator::add_scratch(double weight, double* norm_out, int64_t steps) {
-  if (norm_out) *norm_out = std::nan("");
+std::optional<std::string> Aggregator::admit(double weight, int64_t steps, double norm, int64_t first_non_finite,
+                                             float bad) {
   std::ostringstream os;
   if (!std::isfinite(weight) || weight <= 0) {
     os << "weight " << weight << " is not a positive finite token count";
@@ -85,13 +89,10 @@ std::optional<std::string> Aggregator::add_scratch(double weight, double* norm_o
     os << "inner steps " << steps << " < 1";
     return os.str();
   }
-  const NormScan scan = parallel_norm(scratch_);
-  if (scan.first_non_finite >= 0) {
-    os << "non-finite value " << scratch_[scan.first_non_finite] << " at element " << scan.first_non_finite;
+  if (first_non_finite >= 0) {
+    os << "non-finite value " << bad << " at element " << first_non_finite;
     return os.str();
   }
-  const double norm = scan.norm;
-  if (norm_out) *norm_out = norm;
   if (theta_norm_ > 0 && norm > opt_.max_update_ratio * theta_norm_) {
     os << "norm " << norm << " is above " << opt_.max_update_ratio << " x the norm of θ ("
        << theta_norm_ << ")";
@@ -103,29 +104,47 @@ std::optional<std::string> Aggregator::add_scratch(double weight, double* norm_o
     os << "norm " << norm << " is above " << opt_.max_norm_ratio << " x the median " << med;
     return os.str();
   }
+  return std::nullopt;
+}
+
+void Aggregator::accept(double weight, int64_t steps, double norm, const Fold& fold) {
   if (opt_.weighting == Weighting::kUniform) weight = 1.0;
   if (opt_.kind == AggregationKind::kMean) {
     const double coef = opt_.weighting == Weighting::kNormalized ? weight / static_cast<double>(steps) : weight;
-    parallel_axpy(std::span<double>(acc_), coef, scratch_);
+    fold(acc_, static_cast<float>(coef));
   } else {
-    kept_.push_back(scratch_);
+    kept_.emplace_back(static_cast<size_t>(numel_), 0.0f);
+    fold(kept_.back(), 1.0f);
   }
   total_weight_ += weight;
   step_weight_ += weight * static_cast<double>(steps);
   round_norms_.push_back(norm);
+}
+
+std::optional<std::string> Aggregator::add_scratch(double weight, double* norm_out, int64_t steps) {
+  if (norm_out) *norm_out = std::nan("");
+  std::span<const float> x = scratch();
+  const NormScan scan = parallel_norm(x);
+  if (norm_out && scan.first_non_finite < 0) *norm_out = scan.norm;
+  const float bad = scan.first_non_finite >= 0 ? x[scan.first_non_finite] : 0.0f;
+  if (auto why = admit(weight, steps, scan.norm, scan.first_non_finite, bad)) return why;
+  accept(weight, steps, scan.norm, [&](std::span<float> out, float coef) { parallel_axpy(out, coef, x); });
   return std::nullopt;
 }
 
-bool Aggregator::finish(std::span<float> mean) {
-  LH_CHECK_EQ(mean.size(), scratch_.size());
-  if (round_norms_.empty()) return false;
+double Aggregator::divisor() const {
+  return opt_.weighting == Weighting::kNormalized ? total_weight_ * total_weight_ / step_weight_ : total_weight_;
+}
+
+std::span<float> Aggregator::finish() {
+  if (round_norms_.empty()) return {};
   if (opt_.kind == AggregationKind::kMean) {
-    const double divisor = opt_.weighting == Weighting::kNormalized
-                               ? total_weight_ * total_weight_ / step_weight_
-                               : total_weight_;
-    parallel_div_to_float(acc_, divisor, mean);
-    return true;
+    parallel_div_inplace(acc_, divisor());
+    return acc_;
   }
+  std::span<float> mean;
+  robust_out_.resize(static_cast<size_t>(numel_));
+  mean = robust_out_;
   const size_t k = kept_.size();
   const size_t trim = opt_.kind == AggregationKind::kTrimmedMean && k > 2 * static_cast<size_t>(opt_.trim)
                           ? static_cast<size_t>(opt_.trim)
@@ -145,6 +164,15 @@ bool Aggregator::finish(std::span<float> mean) {
       }
     }
   });
+  kept_.clear();  // Δ̄ is in robust_out_ now
+  return mean;
+}
+
+bool Aggregator::finish(std::span<float> mean) {
+  LH_CHECK_EQ(static_cast<int64_t>(mean.size()), numel_);
+  std::span<const float> r = finish();
+  if (r.empty()) return false;
+  std::copy(r.begin(), r.end(), mean.begin());
   return true;
 }
 

@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <cstring>
+#include <fstream>
 
 #include "common/atomic_file.h"
 #include "common/error.h"
@@ -62,41 +63,61 @@ void save_coordinator_checkpoint(const std::filesystem::path& path, const Coordi
 
 std::optional<CoordinatorState> load_coordinator_checkpoint(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path)) return std::nullopt;
-  std::string in = read_file(path);
   auto bad = [&](const std::string& why) {
     return DataError(path.string() + ": not a usable coordinator checkpoint: " + why);
   };
-  if (in.size() < 32 || std::memcmp(in.data(), kMagic, 8) != 0) throw bad("bad magic or too short");
+  // Streamed straight into the vectors (hashed as read): no whole-file buffer beside them.
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw bad("cannot open");
+  const uint64_t size = std::filesystem::file_size(path);
+  if (size < 32) throw bad("bad magic or too short");
+  XXH64_state_t* h = XXH64_createState();
+  XXH64_reset(h, 0);
+  struct Free {
+    XXH64_state_t* h;
+    ~Free() { XXH64_freeState(h); }
+  } free_h{h};
+  uint64_t done = 0;
+  auto read = [&](void* p, uint64_t n) {
+    if (done + n > size - 8) throw bad("size does not match numel");
+    if (!in.read(static_cast<char*>(p), static_cast<std::streamsize>(n))) throw bad("read failed (truncated?)");
+    XXH64_update(h, p, n);
+    done += n;
+  };
+  char head[24];
+  read(head, 24);
+  if (std::memcmp(head, kMagic, 8) != 0) throw bad("bad magic or too short");
   uint32_t version;
-  std::memcpy(&version, in.data() + 8, 4);
+  std::memcpy(&version, head + 8, 4);
   if (version != kCoordinatorCheckpointVersion)
     throw bad("format version " + std::to_string(version) + ", this build reads " +
               std::to_string(kCoordinatorCheckpointVersion));
-  uint64_t sum;
-  std::memcpy(&sum, in.data() + in.size() - 8, 8);
-  if (XXH64(in.data(), in.size() - 8, 0) != sum) throw bad("checksum mismatch (damaged file)");
   uint64_t mlen;
-  std::memcpy(&mlen, in.data() + 16, 8);
-  if (mlen > in.size() - 32) throw bad("meta length out of range");
+  std::memcpy(&mlen, head + 16, 8);
+  if (mlen > size - 32) throw bad("meta length out of range");
+  std::string js(mlen, '\0');
+  read(js.data(), mlen);
   CoordinatorState s;
   try {
-    s.meta = nlohmann::json::parse(in.substr(24, mlen));
+    s.meta = nlohmann::json::parse(js);
   } catch (const std::exception& e) {
     throw bad(std::string("meta is not JSON: ") + e.what());
   }
-  uint64_t n = s.meta.value("numel", uint64_t{0});
-  bool has_m = s.meta.value("has_momentum", false);
-  uint64_t floats = (has_m ? 3 : 2) * n;
-  if (24 + mlen + floats * sizeof(float) + 8 != in.size()) throw bad("size does not match numel");
-  const char* p = in.data() + 24 + mlen;
+  const uint64_t n = s.meta.value("numel", uint64_t{0});
+  const bool has_m = s.meta.value("has_momentum", false);
+  const uint64_t floats = (has_m ? 3 : 2) * n;
+  if (n > (size - 32 - mlen) / sizeof(float) || 24 + mlen + floats * sizeof(float) + 8 != size)
+    throw bad("size does not match numel");
   auto take = [&](std::vector<float>& v) {
     v.resize(n);
-    std::memcpy(v.data(), p, n * sizeof(float));
-    p += n * sizeof(float);
+    read(v.data(), n * sizeof(float));
   };
   take(s.theta_master);
   take(s.theta_published);
   if (has_m) take(s.momentum);
+  uint64_t sum;
+  if (!in.read(reinterpret_cast<char*>(&sum), 8)) throw bad("read failed (truncated?)");
+  if (XXH64_digest(h) != sum) throw bad("checksum mismatch (damaged file)");
   return s;
 }
 

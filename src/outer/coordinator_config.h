@@ -1,7 +1,8 @@
 // Everything `longhaul coordinator` reads from its TOML file (configs/coordinator.toml
 // documents every key with its default and unit):
 //   [coordinator] run_id, rounds, seed, bind, port, allowed_sites, allowed_operators,
-//                 dashboard_bind, start_sites, max_message_mb, spool_min_bytes, max_connections(_per_identity),
+//                 dashboard_bind, start_sites, max_message_mb, spool_min_bytes, report_memcpy,
+//                 max_connections(_per_identity),
 //                 join_timeout_s, max_tokens_per_step,
 //                 full_theta_per_window, full_theta_window_s
 //   [tls]         ca_cert, cert, key
@@ -77,6 +78,9 @@ struct CoordinatorConfig {
   // Payloads at least this large (bytes) wait on disk, in unnamed files under <run_dir>/spool,
   // from their arrival until the event thread handles them: memory K × 256 KiB, not K × payload.
   int64_t spool_min_bytes = 1 << 20;
+  // Time one memcpy of θ (4N bytes) after each round and write it as memcpy_s on the round
+  // line: the yardstick of tail_s (scripts/bench-scale). Costs that memcpy once per round.
+  bool report_memcpy = false;
   int64_t max_connections = 256;       // open connections in all (WebSockets + HTTPS sessions)
   int64_t max_connections_per_identity = 8;  // ... per certificate identity (site or operator)
   transport::TlsFiles tls;

@@ -292,6 +292,7 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
     return ack(protocol::kLate, to_string(v));
   }
   const bool spooled = m.spooled != nullptr;
+  const auto t_fold = Clock::now();  // the round tail starts here when this is its last upload
   transport::load_payload(m);  // one upload in memory at a time (the others wait spooled)
   round_bytes_up += m.payload.size();
   uint64_t raw_bytes = m.payload.size();  // before zstd; an uninspectable payload counts as sent
@@ -311,7 +312,7 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
     why = "upload for fragment " + std::to_string(u.tag.fragment) + ", round " + std::to_string(u.tag.round) +
           " exchanges fragment " + std::to_string(round_fragment);
   else try {
-    const auto info = transport::inspect(m.payload, agg().scratch().size());
+    const auto info = transport::inspect(m.payload, agg_elements());
     raw_bytes = raw_payload_bytes(info);
     if (transport::encoding_name(info.encoding) != policy.upload_encoding) {
       why = "encoding " + std::string(transport::encoding_name(info.encoding)) + ", the round asked for " +
@@ -324,9 +325,20 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
             " tokens, more than its declared batch can train in " + std::to_string(h) +
             " inner steps (" + std::to_string(static_cast<int64_t>(cap)) + ")";
     } else {
-      transport::decode(m.payload, agg().scratch(), layout.manifest(round_fragment).hash());
-      // A stale upload (previous round's, arrived after it closed) weighs less: outer.stale_weight.
-      why = agg().add_scratch(u.tokens * discount, &norm, u.steps);
+      // Two passes over the payload, no decoded copy (issue 13 §1): judge its decoded norm,
+      // then fold it into the aggregate. A stale upload (previous round's, arrived after it
+      // closed) weighs less: outer.stale_weight.
+      const uint64_t fhash = layout.manifest(round_fragment).hash();
+      const transport::DecodedScan scan = transport::decode_scan(m.payload, agg_elements(), fhash);
+      const double weight = u.tokens * discount;
+      const double scanned = std::sqrt(scan.sum_squares);
+      why = agg().admit(weight, u.steps, scanned, scan.first_non_finite, scan.non_finite_value);
+      if (!why) {
+        norm = scanned;
+        agg().accept(weight, u.steps, norm, [&](std::span<float> out, float coef) {
+          transport::decode_accumulate(m.payload, out, coef, fhash);  // decoded once already: cannot fail
+        });
+      }
     }
   } catch (const transport::DecodeError& e) {
     why = std::string("undecodable: ") + e.what();
@@ -351,6 +363,7 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
     return ack(protocol::kRejected, *why);
   }
   ++s.uploads_accepted;
+  last_fold_s = std::chrono::duration<double>(Clock::now() - t_fold).count();
   if (u.timing.compute_s) {
     speeds.add_compute(site, u.steps, *u.timing.compute_s);
     if (!stale)

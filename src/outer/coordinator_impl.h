@@ -64,6 +64,7 @@ struct Coordinator::Impl {
   double theta_pub_norm = 0;       // ‖theta_pub‖ (the norm filter's absolute reference)
   std::vector<std::unique_ptr<Aggregator>> aggs;  // per fragment
   Aggregator& agg() { return *aggs.at(static_cast<std::size_t>(round_fragment)); }
+  uint64_t agg_elements() const { return layout.manifest(round_fragment).total_elements(); }
   std::unique_ptr<Evaluator> evaluator;
 
   // Rounds.
@@ -109,6 +110,7 @@ struct Coordinator::Impl {
   std::unique_ptr<transport::ChannelServer> server;
   std::unique_ptr<std::ofstream> metrics_file;
   RunHistory history;      // the dashboard's /v1/history
+  double last_fold_s = 0;  // loading, scanning and folding in the last accepted upload (s)
   RoundPhaseTimer phases;  // /metrics: longhaul_round_phase_seconds
 
   // HTTP snapshot.

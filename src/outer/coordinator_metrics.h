@@ -47,6 +47,8 @@ class RoundPhaseTimer {
   void lap(const std::string& phase);
   void finish();
   const std::map<std::string, Histogram>& histograms() const { return hist_; }
+  // Seconds per phase of the round being closed so far (cleared by finish()).
+  const std::map<std::string, double>& current() const { return pending_; }
 
  private:
   Clock::time_point last_{};

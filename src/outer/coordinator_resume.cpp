@@ -43,34 +43,39 @@ void Coordinator::Impl::set_published(std::vector<float> theta) {
 }
 
 void Coordinator::Impl::init_state() {
+  // Memory at a resume (issue 13 §1): the checkpoint's vectors (12N bytes) are read first and
+  // each is freed as soon as it has been taken over, so the peak stays at 4 × 4N.
+  fs::path ck = coordinator_checkpoint_path(run_dir);
+  std::optional<CoordinatorState> st = load_coordinator_checkpoint(ck);
   std::vector<float> theta0;
   {
     torch::manual_seed(cfg.seed);
     inner::Gpt model(cfg.model);
     manifest = inner::param_manifest(*model);
-    theta0 = inner::params_to_flat(*model);
+    if (!st) theta0 = inner::params_to_flat(*model);
   }  // the model is only needed for θ0 and the manifest
   manifest_hash = manifest.hash();
   const int P = cfg.streaming.fragments;
   layout = FragmentLayout::strided(manifest, P);
-  outer = std::make_unique<FragmentOuter>(cfg.outer, layout, theta0);
-  for (int p = 0; p < P; ++p)
-    aggs.push_back(std::make_unique<Aggregator>(static_cast<int64_t>(layout.fragment(p).numel), cfg.aggregation));
+  if (st && st->theta_master.size() != manifest.total_elements()) throw UserError(ck.string() + ": size mismatch");
+  outer = std::make_unique<FragmentOuter>(cfg.outer, layout, st ? st->theta_master : theta0);
   if (P > 1) {
     LH_LOG(Info, "coordinator") << "streaming DiLoCo: " << layout.describe();
   }
   evaluator = std::make_unique<Evaluator>(cfg.model, cfg.data, cfg.eval.batches, cfg.eval.batch_size);
   run_id = cfg.run_id.empty() ? new_run_id() : cfg.run_id;
+  auto make_aggregators = [&] {
+    for (int p = 0; p < P; ++p)
+      aggs.push_back(std::make_unique<Aggregator>(static_cast<int64_t>(layout.fragment(p).numel), cfg.aggregation));
+  };
 
-  fs::path ck = coordinator_checkpoint_path(run_dir);
   bool fresh = false;
-  if (auto st = load_coordinator_checkpoint(ck)) {
+  if (st) {
     const json& m = st->meta;
     if (m.value("manifest_hash", std::string()) != protocol::hex64(manifest_hash))
       throw UserError(ck.string() + ": checkpoint was written for another model (manifest " +
                       m.value("manifest_hash", std::string("?")) + ", config gives " +
                       protocol::hex64(manifest_hash) + "): use a fresh --run-dir");
-    if (st->theta_master.size() != theta0.size()) throw UserError(ck.string() + ": size mismatch");
     run_id = m.at("run_id").get<std::string>();
     if (!cfg.run_id.empty() && cfg.run_id != run_id)
       throw UserError(ck.string() + ": run id '" + run_id + "' differs from coordinator.run_id '" +
@@ -82,9 +87,14 @@ void Coordinator::Impl::init_state() {
     next_round = m.at("next_round").get<int64_t>();
     resumed_at_round = next_round;
     schedule_steps = m.value("schedule_steps", next_round * cfg.sync.inner_steps);  // older checkpoints
-    outer->restore(st->theta_master, st->momentum,
+    std::vector<float>().swap(st->theta_master);  // θ master is in the outer optimizer now
+    const std::vector<float> master(P > 1 ? std::vector<float>(outer->params().begin(), outer->params().end())
+                                          : std::vector<float>{});
+    outer->restore(P > 1 ? std::span<const float>(master) : outer->params(), st->momentum,
                    m.value("outer_steps_by_fragment", std::vector<int64_t>{m.value("outer_steps", int64_t{0})}));
+    std::vector<float>().swap(st->momentum);
     set_published(std::move(st->theta_published));
+    make_aggregators();
     if (P == 1) {
       aggs[0]->set_previous_norms(m.value("norms", std::vector<double>{}));
     } else {
@@ -102,6 +112,7 @@ void Coordinator::Impl::init_state() {
     LH_LOG(Info, "coordinator") << "new run " << run_id << ": " << theta0.size()
                                 << " parameters, manifest " << protocol::hex64(manifest_hash);
     set_published(std::move(theta0));
+    make_aggregators();
     save_checkpoint();
     fresh = true;
   }

@@ -1,5 +1,7 @@
 #include "outer/evaluator.h"
 
+#include "common/error.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -30,7 +32,16 @@ double Evaluator::loss(std::span<const float> theta) {
   if (!enabled()) return std::nan("");
   torch::NoGradGuard ng;
   if (!model_->gpt) model_->gpt = inner::Gpt(cfg_);  // built on first use: no cost when disabled
-  inner::flat_to_params(*model_->gpt, theta);
+  // No copy of θ (issue 13 §1): the parameters become views of the caller's θ, in manifest
+  // order (named_parameters(), inner/flat_params.h); the model only reads them here.
+  int64_t off = 0;
+  for (auto& p : model_->gpt->named_parameters()) {
+    torch::Tensor t = p.value();
+    LH_CHECK(off + t.numel() <= static_cast<int64_t>(theta.size()), "θ of ", theta.size(), " elements is too short");
+    t.set_data(torch::from_blob(const_cast<float*>(theta.data()) + off, t.sizes(), torch::kFloat32));
+    off += t.numel();
+  }
+  LH_CHECK_EQ(off, static_cast<int64_t>(theta.size()));
   model_->gpt->eval();
   const int64_t T = cfg_.block_size;
   auto offs = inner::evenly_spaced_offsets(val_tokens_.size(), T, batches_ * batch_size_);

@@ -1,7 +1,8 @@
 // Held-out evaluation of θ at the coordinator (optional: [data] path and eval.batches > 0):
 // the mean next-token cross-entropy (nats/token) of θ over a fixed set of validation windows
 // (evenly spaced over the validation stream, the same windows at every call, so losses are
-// comparable across rounds). Owns its own model instance; θ is copied into it per call.
+// comparable across rounds). Owns its own model instance, whose parameters are views of the θ
+// passed to loss(): no copy of θ.
 #pragma once
 
 #include <cstdint>

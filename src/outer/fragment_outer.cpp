@@ -29,6 +29,11 @@ void FragmentOuter::step(int p, std::span<const float> mean_delta) {
   if (fragments() > 1) layout_.scatter(p, opt_[p]->params(), master_);
 }
 
+void FragmentOuter::step_in_place(int p, std::span<float> mean_delta) {
+  opt_.at(p)->step_in_place(mean_delta);
+  if (fragments() > 1) layout_.scatter(p, opt_[p]->params(), master_);
+}
+
 std::span<const float> FragmentOuter::params() const {
   return fragments() == 1 ? opt_[0]->params() : std::span<const float>(master_);
 }

@@ -29,6 +29,7 @@ class FragmentOuter {
 
   // One outer step of fragment p with its pseudo-gradient slice (gather order, N_p elements).
   void step(int p, std::span<const float> mean_delta);
+  void step_in_place(int p, std::span<float> mean_delta);  // consumes mean_delta
   double next_lr(int p) const { return opt_.at(p)->next_lr(); }
   double last_delta_norm(int p) const { return opt_.at(p)->last_delta_norm(); }
   double last_clipped_norm(int p) const { return opt_.at(p)->last_clipped_norm(); }

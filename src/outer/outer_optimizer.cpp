@@ -26,15 +26,8 @@ std::string to_string(OuterKind k) {
 }
 
 struct OuterOptimizer::Impl {
-  torch::Tensor theta;  // [numel] fp32, requires_grad so SGD accepts it
-  std::unique_ptr<torch::optim::SGD> sgd;
-
-  torch::optim::SGDParamState* state() {
-    auto& st = sgd->state();
-    auto it = st.find(theta.unsafeGetTensorImpl());
-    if (it == st.end()) return nullptr;
-    return static_cast<torch::optim::SGDParamState*>(it->second.get());
-  }
+  torch::Tensor theta;     // [numel] fp32
+  torch::Tensor momentum;  // undefined until the first step with momentum
 };
 
 namespace {
@@ -59,10 +52,7 @@ OuterOptimizer::OuterOptimizer(OuterOptimConfig cfg, std::span<const float> init
   LH_CHECK(cfg_.max_update_theta_ratio >= 0 && std::isfinite(cfg_.max_update_theta_ratio),
            "outer max_update_theta_ratio = ", cfg_.max_update_theta_ratio);
   if (cfg_.kind == OuterKind::kAvg) cfg_.warmup_rounds = 0, cfg_.max_update_norm = 0, cfg_.max_update_theta_ratio = 0;
-  impl_->theta = flat_copy(initial).set_requires_grad(true);
-  torch::optim::SGDOptions opts(cfg_.lr);
-  opts.momentum(cfg_.momentum).nesterov(cfg_.kind == OuterKind::kNesterov && cfg_.momentum > 0);
-  impl_->sgd = std::make_unique<torch::optim::SGD>(std::vector<torch::Tensor>{impl_->theta}, opts);
+  impl_->theta = flat_copy(initial);
 }
 
 OuterOptimizer::~OuterOptimizer() = default;
@@ -79,13 +69,19 @@ double OuterOptimizer::next_lr() const {
 }
 
 void OuterOptimizer::step(std::span<const float> mean_delta) {
+  std::vector<float> d(mean_delta.begin(), mean_delta.end());
+  step_in_place(d);
+}
+
+void OuterOptimizer::step_in_place(std::span<float> mean_delta) {
   LH_CHECK_EQ(static_cast<int64_t>(mean_delta.size()), numel());
-  torch::Tensor g = flat_copy(mean_delta);
+  torch::NoGradGuard ng;
+  torch::Tensor g = torch::from_blob(mean_delta.data(), {static_cast<int64_t>(mean_delta.size())}, torch::kFloat32);
   // ‖Δ̄‖₂ as torch's clip_grad_norm_ computes it for one fp32 tensor (an fp32 result).
   last_norm_ = last_clipped_ = g.norm().item<float>();
   double cap = cfg_.max_update_norm;
   if (cfg_.max_update_theta_ratio > 0) {
-    const double rel = cfg_.max_update_theta_ratio * impl_->theta.detach().norm().item<float>();
+    const double rel = cfg_.max_update_theta_ratio * impl_->theta.norm().item<float>();
     cap = cap > 0 ? std::min(cap, rel) : rel;
   }
   last_cap_ = cap;
@@ -99,24 +95,35 @@ void OuterOptimizer::step(std::span<const float> mean_delta) {
       last_clipped_ = g.norm().item<float>();
     }
   }
-  static_cast<torch::optim::SGDOptions&>(impl_->sgd->param_groups()[0].options()).lr(next_lr());
-  impl_->theta.mutable_grad() = g;
-  impl_->sgd->step();
+  // torch.optim.SGD (_single_tensor_sgd; dampening 0, no weight decay):
+  //   buf = clone(g) on the first step, else buf.mul_(μ).add_(g, alpha=1)
+  //   nesterov: g = g.add(buf, alpha=μ)   (here in place: the same kernel, g is ours)
+  //   else:     g = buf
+  //   θ.add_(g, alpha=−lr)
+  const double lr = next_lr();
+  torch::Tensor d = g;
+  if (cfg_.momentum != 0) {
+    if (!impl_->momentum.defined())
+      impl_->momentum = g.clone();
+    else
+      impl_->momentum.mul_(cfg_.momentum).add_(g, 1.0);
+    if (cfg_.kind == OuterKind::kNesterov)
+      g.add_(impl_->momentum, cfg_.momentum);
+    else
+      d = impl_->momentum;
+  }
+  impl_->theta.add_(d, -1 * lr);
   ++steps_;
 }
 
 std::vector<float> OuterOptimizer::momentum_buffer() const {
-  auto* st = impl_->state();
-  if (st == nullptr || !st->momentum_buffer().defined()) return {};
-  auto buf = st->momentum_buffer().contiguous();
-  const float* p = buf.data_ptr<float>();
-  return std::vector<float>(p, p + buf.numel());
+  std::span<const float> v = momentum_view();
+  return std::vector<float>(v.begin(), v.end());
 }
 
 std::span<const float> OuterOptimizer::momentum_view() const {
-  auto* st = impl_->state();
-  if (st == nullptr || !st->momentum_buffer().defined()) return {};
-  const auto& buf = st->momentum_buffer();
+  const auto& buf = impl_->momentum;
+  if (!buf.defined()) return {};
   LH_CHECK(buf.is_contiguous(), "momentum buffer is not contiguous");
   return {buf.data_ptr<float>(), static_cast<size_t>(buf.numel())};
 }
@@ -124,17 +131,12 @@ std::span<const float> OuterOptimizer::momentum_view() const {
 void OuterOptimizer::restore(std::span<const float> params, std::span<const float> momentum,
                              int64_t steps) {
   LH_CHECK_EQ(static_cast<int64_t>(params.size()), numel());
-  {
-    torch::NoGradGuard ng;
-    impl_->theta.copy_(flat_copy(params));
-  }
-  auto& st = impl_->sgd->state();
-  st.erase(impl_->theta.unsafeGetTensorImpl());
+  torch::NoGradGuard ng;
+  impl_->theta.copy_(torch::from_blob(const_cast<float*>(params.data()), {numel()}, torch::kFloat32));
+  impl_->momentum = torch::Tensor();
   if (!momentum.empty()) {
     LH_CHECK_EQ(static_cast<int64_t>(momentum.size()), numel());
-    auto s = std::make_unique<torch::optim::SGDParamState>();
-    s->momentum_buffer(flat_copy(momentum));
-    st[impl_->theta.unsafeGetTensorImpl()] = std::move(s);
+    impl_->momentum = flat_copy(momentum);
   }
   steps_ = steps;
 }

@@ -2,8 +2,10 @@
 // pseudo-gradient Σ w_k (θ_r − θ_k) / Σ w_k. Sign: Δ̄ points from the sites' trained replicas
 // back to θ_r, i.e. it is a gradient-like direction that the step DESCENDS (θ −= lr·…).
 //
-// θ is held as ONE flat fp32 tensor whose .grad is set to Δ̄, and the step is
-// torch::optim::SGD itself, so semantics are exactly torch.optim.SGD's:
+// θ is held as ONE flat fp32 tensor and the step is torch.optim.SGD's single-tensor update,
+// op for op with the same ATen kernels (so bitwise torch's), done in place: Δ̄'s own storage
+// takes the Nesterov term, so a step allocates nothing beyond the momentum's first buffer
+// (issue 13 §1: θ, momentum and Δ̄ are the step's whole memory):
 //   nesterov: buf = μ·buf + Δ̄ (first step: buf = Δ̄); θ −= lr·(Δ̄ + μ·buf)
 //   sgdm:     buf = μ·buf + Δ̄ (first step: buf = Δ̄); θ −= lr·buf          (heavy ball)
 //   avg:      θ −= 1·Δ̄  (FedAvg: θ becomes the weighted mean of the replicas)
@@ -50,7 +52,9 @@ class OuterOptimizer {
   OuterOptimizer(const OuterOptimizer&) = delete;
   OuterOptimizer& operator=(const OuterOptimizer&) = delete;
 
-  // One outer step with pseudo-gradient Δ̄ (same length as θ).
+  // One outer step with pseudo-gradient Δ̄ (same length as θ). The in-place form consumes
+  // mean_delta (its contents are undefined afterwards); the other copies it first.
+  void step_in_place(std::span<float> mean_delta);
   void step(std::span<const float> mean_delta);
 
   // The lr the next step uses (warmup applied); the ‖Δ̄‖₂ of the last step before and after

@@ -56,19 +56,21 @@ NormScan parallel_norm(std::span<const float> x) {
   return out;
 }
 
-void parallel_fill(std::span<double> x, double v) {
+void parallel_fill(std::span<float> x, float v) {
   parallel_ranges(x.size(), [&](std::size_t lo, std::size_t hi) { std::fill(x.begin() + lo, x.begin() + hi, v); });
 }
 
-void parallel_axpy(std::span<double> acc, double a, std::span<const float> x) {
+void parallel_axpy(std::span<float> acc, float a, std::span<const float> x) {
   parallel_ranges(acc.size(), [&](std::size_t lo, std::size_t hi) {
+    // Not fused: this library is built for baseline x86-64 (no FMA), as the codec's scalar
+    // kernel; AggregatorStreaming tests check the bits against decode_accumulate.
     for (std::size_t i = lo; i < hi; ++i) acc[i] += a * x[i];
   });
 }
 
-void parallel_div_to_float(std::span<const double> x, double d, std::span<float> out) {
+void parallel_div_inplace(std::span<float> x, double d) {
   parallel_ranges(x.size(), [&](std::size_t lo, std::size_t hi) {
-    for (std::size_t i = lo; i < hi; ++i) out[i] = static_cast<float>(x[i] / d);
+    for (std::size_t i = lo; i < hi; ++i) x[i] = static_cast<float>(static_cast<double>(x[i]) / d);
   });
 }
 

@@ -23,9 +23,11 @@ struct NormScan {
 };
 NormScan parallel_norm(std::span<const float> x);
 
-void parallel_fill(std::span<double> x, double v);
-void parallel_axpy(std::span<double> acc, double a, std::span<const float> x);  // acc += a·x
-void parallel_div_to_float(std::span<const double> x, double d, std::span<float> out);  // out = float(x / d)
+void parallel_fill(std::span<float> x, float v);
+// acc[i] += a·x[i]: the fp32 product rounded, then the fp32 add (never fused), as
+// transport::decode_accumulate does it.
+void parallel_axpy(std::span<float> acc, float a, std::span<const float> x);
+void parallel_div_inplace(std::span<float> x, double d);  // x[i] = float(double(x[i]) / d)
 // out = a - b (element-wise, fp32).
 void parallel_sub(std::span<const float> a, std::span<const float> b, std::span<float> out);
 void parallel_add_inplace(std::span<float> a, std::span<const float> b);  // a += b

@@ -2,6 +2,7 @@
 // result): aggregation tail, outer step, encode of the update, publish. Evaluation, the metrics
 // line and the snapshot come after the result was sent.
 #include <chrono>
+#include <cstring>
 
 #include "common/log.h"
 #include "outer/coordinator_impl.h"
@@ -127,15 +128,20 @@ void Coordinator::Impl::open_round() {
 void Coordinator::Impl::close_round() {
   const auto t_close = Clock::now();
   const int64_t r = round.round();
+  // Every participant reported: the close follows the last upload at once (the tail's start).
+  const bool closed_on_last_upload =
+      !round.participants().empty() && round.outcomes().size() == round.participants().size();
   const int f = round_fragment;
   const size_t n = theta_pub.size();
   const transport::Manifest& fman = layout.manifest(f);  // P = 1: all of θ
-  std::vector<float> buf(fman.total_elements());
   phases.start(round_started);
-  const bool applied = agg().finish(buf);
+  // Memory (issue 13 §1): Δ̄ is finished in place in the aggregator's accumulator, which then
+  // holds u and its decoded form in turn; with θ master, momentum and θ_pub that is 4 × 4N.
+  const std::span<float> buf = agg().finish();
+  const bool applied = !buf.empty();
   phases.lap("aggregation");
   const double outer_lr = outer->next_lr(f);  // warmup applied
-  if (applied) outer->step(f, buf);
+  if (applied) outer->step_in_place(f, buf);
   // Publish: u = θ_master − θ_pub, quantised for download; every replica (this one included)
   // adds exactly the decoded u, so all stay bitwise identical. What quantisation loses stays
   // in θ_master − θ_pub and is sent in a later round (error feedback on the download side).
@@ -162,7 +168,6 @@ void Coordinator::Impl::close_round() {
     theta_pub_hash = param_hash(theta_pub);
     theta_pub_norm = parallel_norm(theta_pub).norm;
   }
-  buf = {};
   round.close();
   next_round = r + 1;
   schedule_steps += round_h;
@@ -172,7 +177,7 @@ void Coordinator::Impl::close_round() {
   std::vector<std::string> stale_contributors;  // their round r − 1 uploads, counted here
   for (const auto& [id, ok] : round.stale_outcomes())
     if (ok) stale_contributors.push_back(id);
-  phases.lap("outer_step");
+  phases.lap("outer_step");  // includes the encode of u and its decode into θ_pub
   const auto t_ckpt = Clock::now();
   save_checkpoint();  // before publishing: a crash after this never re-applies round r
   const double ckpt_s = seconds_since(t_ckpt);
@@ -194,7 +199,10 @@ void Coordinator::Impl::close_round() {
   const uint64_t bytes_down = broadcast(result);
   phases.lap("publish");
   const uint64_t bytes_down_raw = wire_one ? bytes_down / wire_one * raw_one : 0;
-  const double tail_s = seconds_since(t_close);
+  // The tail: from the start of handling the round's last accepted upload (its scan and fold)
+  // to the result sent; when the round closed on its deadline, from the close.
+  const double close_s = seconds_since(t_close);
+  const double tail_s = close_s + (closed_on_last_upload ? last_fold_s : 0.0);
   const double dur = seconds_since(round_started);
   const bool last = next_round >= cfg.rounds;
   // What synchronous data parallel would have sent for the same steps: a ring all-reduce of
@@ -218,11 +226,19 @@ void Coordinator::Impl::close_round() {
                {"dp_bytes", dp_bytes},
                {"duration_s", dur},
                {"tail_s", tail_s},
+               {"close_s", close_s},
+               {"fold_s", last_fold_s},
+               {"tail_phases", phases.current()},
                {"checkpoint_s", ckpt_s},
                {"elapsed_s", seconds_since(started)},
                {"param_hash", protocol::hex64(theta_pub_hash)},
                {"time", unix_now_s()}};
   if (!auto_h.is_null()) line["auto_inner_steps"] = auto_h;
+  if (cfg.report_memcpy && !buf.empty()) {  // the tail's yardstick: one memcpy of θ (4N bytes)
+    const auto t = Clock::now();
+    std::memcpy(buf.data(), theta_pub.data(), std::min(buf.size(), theta_pub.size()) * sizeof(float));
+    line["memcpy_s"] = seconds_since(t) * static_cast<double>(n) / static_cast<double>(std::min(buf.size(), n));
+  }
   if (layout.size() > 1) {  // streaming: which slice of θ this round changed, and its size
     line["fragment"] = f;
     line["fragment_elements"] = layout.fragment(f).numel;

@@ -124,4 +124,17 @@ void decode(std::span<const std::byte> payload, std::span<float> out,
 void decode_accumulate(std::span<const std::byte> payload, std::span<float> out, float weight,
                        uint64_t expected_manifest_hash);
 
+// What a receiver checks before it lets a payload touch an accumulator, without holding the
+// decoded vector: Σ decode(payload)[i]² over the finite values (fp64, summed per chunk in chunk
+// order: deterministic) and the first non-finite value. Memory: one chunk of floats.
+struct DecodedScan {
+  double sum_squares = 0;
+  int64_t first_non_finite = -1;  // element index, -1 when all are finite
+  float non_finite_value = 0;
+};
+// The same validation as decode() (manifest hash, element count `elements`, checksums, caps),
+// then the scan. Throws DecodeError as decode() does.
+DecodedScan decode_scan(std::span<const std::byte> payload, uint64_t elements,
+                        uint64_t expected_manifest_hash);
+
 }  // namespace longhaul::transport

@@ -3,7 +3,10 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <memory>
+#include <vector>
 
 #include "common/error.h"
 #include "transport/codec.h"
@@ -25,17 +28,29 @@ void check_chunk_sum(const std::byte* p, uint64_t len, uint64_t want, uint32_t i
     throw DecodeError(K::kChunkChecksum, detail::concat("chunk ", i, ": checksum mismatch"));
 }
 
-void decode_impl(std::span<const std::byte> payload, std::span<float> out, bool acc, float weight,
-                 uint64_t expected_hash) {
+// mode: write decode(payload) into out; accumulate out += weight * decode(payload); or scan
+// (out empty, `elements` values expected): decode chunk by chunk into one chunk's scratch and
+// fold each chunk into *scan.
+enum class Mode { kWrite, kAccumulate, kScan };
+
+void decode_impl(std::span<const std::byte> payload, std::span<float> out, Mode mode, float weight,
+                 uint64_t expected_hash, uint64_t elements = 0, DecodedScan* scan = nullptr) {
+  const bool acc = mode != Mode::kWrite;  // checksums first: nothing is touched or scanned on damage
+  if (mode != Mode::kScan) elements = out.size();
   const std::byte* p = payload.data();
   const wire::Header h = wire::parse_header(p, payload.size(), wire::kMaxElements);
   if (h.manifest_hash != expected_hash)
     throw DecodeError(K::kManifestMismatch,
                       detail::concat("payload manifest hash ", std::hex, h.manifest_hash,
                                      ", expected ", expected_hash));
-  if (h.elements != out.size())
+  if (h.elements != elements)
     throw DecodeError(K::kSizeMismatch, detail::concat("payload has ", h.elements,
-                                                       " elements, the output holds ", out.size()));
+                                                       " elements, the output holds ", elements));
+  std::vector<float> chunk_out;  // kScan: one chunk's decoded values
+  if (mode == Mode::kScan) {
+    chunk_out.resize(std::min<uint64_t>(h.chunk_elements, h.elements));
+    *scan = DecodedScan{};
+  }
   const uint64_t tend = wire::table_end(h.chunks);
   if (acc) {  // all checksums first: a damaged payload must not half-update the accumulator
     uint64_t off = tend;
@@ -88,14 +103,30 @@ void decode_impl(std::span<const std::byte> payload, std::span<float> out, bool 
       sections::unshuffle_chunk(h.encoding, n, h.block_size, inflated.data(), unshuffled.data());
       rawp = unshuffled.data();
     }
-    float* dst = out.data() + uint64_t{i} * h.chunk_elements;
-    const int64_t bad = kernels::decode_chunk(h.encoding, rawp, n, h.block_size, dst, acc, weight);
+    float* dst = mode == Mode::kScan ? chunk_out.data() : out.data() + uint64_t{i} * h.chunk_elements;
+    const int64_t bad =
+        kernels::decode_chunk(h.encoding, rawp, n, h.block_size, dst, mode == Mode::kAccumulate, weight);
     if (bad != kernels::kOk) {
       uint16_t sb;
       std::memcpy(&sb, rawp + 2 * bad, 2);
       throw DecodeError(K::kBadValue,
                         detail::concat("chunk ", i, " block ", bad, ": scale bits 0x", std::hex, sb,
                                        " negative, non-finite or above 2^120"));
+    }
+    if (mode == Mode::kScan) {
+      double ss = 0;  // per chunk, then summed in chunk order: deterministic
+      for (uint64_t j = 0; j < n; ++j) {
+        const float v = dst[j];
+        if (!std::isfinite(v)) {
+          if (scan->first_non_finite < 0) {
+            scan->first_non_finite = static_cast<int64_t>(uint64_t{i} * h.chunk_elements + j);
+            scan->non_finite_value = v;
+          }
+          continue;
+        }
+        ss += static_cast<double>(v) * v;
+      }
+      scan->sum_squares += ss;
     }
   }
 }
@@ -121,12 +152,19 @@ PayloadInfo inspect(std::span<const std::byte> payload, uint64_t max_elements) {
 
 void decode(std::span<const std::byte> payload, std::span<float> out,
             uint64_t expected_manifest_hash) {
-  decode_impl(payload, out, false, 0.0f, expected_manifest_hash);
+  decode_impl(payload, out, Mode::kWrite, 0.0f, expected_manifest_hash);
+}
+
+DecodedScan decode_scan(std::span<const std::byte> payload, uint64_t elements,
+                        uint64_t expected_manifest_hash) {
+  DecodedScan scan;
+  decode_impl(payload, {}, Mode::kScan, 0.0f, expected_manifest_hash, elements, &scan);
+  return scan;
 }
 
 void decode_accumulate(std::span<const std::byte> payload, std::span<float> out, float weight,
                        uint64_t expected_manifest_hash) {
-  decode_impl(payload, out, true, weight, expected_manifest_hash);
+  decode_impl(payload, out, Mode::kAccumulate, weight, expected_manifest_hash);
 }
 
 }  // namespace longhaul::transport

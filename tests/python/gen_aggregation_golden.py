@@ -6,7 +6,8 @@ Writes a little-endian binary file:
   per case: int32 k (uploads), int32 mode (0 mean, 1 trimmed_mean, 2 median), int32 trim,
             int32 weighting (0 tokens, 1 uniform, 2 normalized), float64 weights[k],
             int32 steps[k], float32 uploads[k][numel], float32 expected[numel]
-mean is the token-weighted mean (fp64 accumulation, then one division, cast to fp32);
+mean is the token-weighted mean as the coordinator streams it: acc (fp32) += fp32(fp32(coef) * x)
+  in upload order (the product rounded, then the add), then float32(float64(acc) / divisor);
   uniform: every weight 1; normalized (FedNova): sum of (w/H) x / W, times sum(w H) / W,
   computed as acc / (W*W / sum(w H)) like the C++ (robust modes ignore the weighting);
 trimmed_mean drops `trim` values at each end per coordinate (median when k <= 2*trim);
@@ -31,14 +32,14 @@ def expected(x, w, mode, trim, weighting=0, steps=None):
     if mode == 0:
         if weighting == 1:
             w = np.ones(k)
-        acc = np.zeros(x.shape[1], dtype=np.float64)
+        acc = np.zeros(x.shape[1], dtype=np.float32)
         for j in range(k):  # the same order and precision as the C++ accumulator
             coef = w[j] / steps[j] if weighting == 2 else w[j]
-            acc += coef * x[j].astype(np.float64)
+            acc = acc + (np.float32(coef) * x[j]).astype(np.float32)
         if weighting == 2:
             sw = sum(w[j] * steps[j] for j in range(k))
-            return (acc / (w.sum() * w.sum() / sw)).astype(np.float32)
-        return (acc / w.sum()).astype(np.float32)
+            return (acc.astype(np.float64) / (w.sum() * w.sum() / sw)).astype(np.float32)
+        return (acc.astype(np.float64) / w.sum()).astype(np.float32)
     s = np.sort(x, axis=0)
     if mode == 2 or k <= 2 * trim:
         if k % 2:
