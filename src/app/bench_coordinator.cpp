@@ -186,7 +186,7 @@ int run_load(const LoadArgs& a) {
     if (j.is_object() && j.value("event", "") == "round") {
       tails.push_back(j.value("tail_s", 0.0));
       durations.push_back(j.value("duration_s", 0.0));
-      ckpts.push_back(j.value("checkpoint_s", 0.0));
+      ckpts.push_back(j.value("checkpoint_wait_s", 0.0));
     }
   }
   auto median = [](std::vector<double> v) {

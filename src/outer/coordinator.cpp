@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <thread>
 
 #include <torch/torch.h>
@@ -191,6 +192,8 @@ int Coordinator::run() {
   Impl& s = *impl_;
   fs::create_directories(s.run_dir);
   write_file_atomic(s.run_dir / "coordinator.toml", s.cfg.effective_toml);
+  if (const char* p = std::getenv("LONGHAUL_TEST_CHECKPOINT_PAUSE_S"); p != nullptr && *p != '\0')
+    s.checkpoint_pause_s = std::atof(p);  // fault injection: a kill can land inside the write
   s.init_state();
   if (s.next_round >= s.cfg.rounds)  // e.g. killed between the last checkpoint and its publish:
     LH_LOG(Info, "coordinator") << "run " << s.run_id << " already finished " << s.next_round
@@ -224,6 +227,7 @@ int Coordinator::run() {
       last_snapshot = Clock::now();
     }
   }
+  s.checkpoint_writer.wait();  // the last round's checkpoint is durable before anything else
   if (s.next_round >= s.cfg.rounds) {
     s.finish_run();
   } else {

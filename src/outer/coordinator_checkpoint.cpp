@@ -23,7 +23,8 @@ std::filesystem::path coordinator_checkpoint_path(const std::filesystem::path& r
   return run_dir / "coordinator.ckpt";
 }
 
-void save_coordinator_checkpoint(const std::filesystem::path& path, const CoordinatorStateView& s) {
+void save_coordinator_checkpoint(const std::filesystem::path& path, const CoordinatorStateView& s,
+                                 const std::function<void()>& midway) {
   LH_CHECK_EQ(s.theta_master.size(), s.theta_published.size());
   LH_CHECK(s.momentum.empty() || s.momentum.size() == s.theta_master.size());
   nlohmann::json meta = s.meta;
@@ -46,7 +47,9 @@ void save_coordinator_checkpoint(const std::filesystem::path& path, const Coordi
   };
   try {
     part(head.data(), head.size());
-    for (auto v : {s.theta_master, s.theta_published, s.momentum}) part(v.data(), v.size_bytes());
+    part(s.theta_master.data(), s.theta_master.size_bytes());
+    if (midway) midway();
+    for (auto v : {s.theta_published, s.momentum}) part(v.data(), v.size_bytes());
   } catch (...) {
     XXH64_freeState(h);
     throw;

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <span>
 #include <vector>
@@ -41,7 +42,9 @@ struct CoordinatorStateView {
 };
 
 std::filesystem::path coordinator_checkpoint_path(const std::filesystem::path& run_dir);
-void save_coordinator_checkpoint(const std::filesystem::path& path, const CoordinatorStateView& s);
+// midway (if set) is called after θ master was written, before the rest (fault injection).
+void save_coordinator_checkpoint(const std::filesystem::path& path, const CoordinatorStateView& s,
+                                 const std::function<void()>& midway = {});
 void save_coordinator_checkpoint(const std::filesystem::path& path, const CoordinatorState& s);
 // nullopt when the file does not exist; DataError naming the file when it is damaged.
 std::optional<CoordinatorState> load_coordinator_checkpoint(const std::filesystem::path& path);

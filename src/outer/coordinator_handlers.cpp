@@ -293,6 +293,7 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
   }
   const bool spooled = m.spooled != nullptr;
   const auto t_fold = Clock::now();  // the round tail starts here when this is its last upload
+  const std::shared_ptr<const transport::SpooledPayload> spool_file = m.spooled;  // kept for the journal
   transport::load_payload(m);  // one upload in memory at a time (the others wait spooled)
   round_bytes_up += m.payload.size();
   uint64_t raw_bytes = m.payload.size();  // before zstd; an uninspectable payload counts as sent
@@ -333,8 +334,19 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
       const double weight = u.tokens * discount;
       const double scanned = std::sqrt(scan.sum_squares);
       why = agg().admit(weight, u.steps, scanned, scan.first_non_finite, scan.non_finite_value);
-      if (!why) {
+      if (!why) {  // on disk before it counts: the round journal can redo the round
         norm = scanned;
+        try {
+          const std::string file =
+              journal->keep_upload(round.round(), static_cast<int>(round_folds.size()), spool_file, m.payload);
+          round_folds.push_back(
+              {{"file", file}, {"site", site}, {"weight", weight}, {"steps", u.steps}, {"norm", norm}});
+        } catch (const std::runtime_error& e) {
+          LH_LOG(Error, "coordinator") << "cannot journal the upload from " << site << ": " << e.what();
+          why = std::string("the coordinator could not keep it on disk: ") + e.what();
+        }
+      }
+      if (!why) {
         agg().accept(weight, u.steps, norm, [&](std::span<float> out, float coef) {
           transport::decode_accumulate(m.payload, out, coef, fhash);  // decoded once already: cannot fail
         });

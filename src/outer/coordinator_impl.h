@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "outer/aggregator.h"
+#include "outer/checkpoint_writer.h"
 #include "outer/config_watcher.h"
 #include "outer/coordinator.h"
 #include "outer/coordinator_config.h"
@@ -33,10 +34,12 @@
 #include "outer/event_queue.h"
 #include "outer/message_schema.h"
 #include "outer/outer_optimizer.h"
+#include "outer/round_journal.h"
 #include "outer/round_state.h"
 #include "outer/run_history.h"
 #include "outer/site_registry.h"
 #include "transport/channel_server.h"
+#include "transport/codec.h"
 #include "transport/manifest.h"
 
 namespace longhaul::outer {
@@ -111,6 +114,12 @@ struct Coordinator::Impl {
   std::unique_ptr<std::ofstream> metrics_file;
   RunHistory history;      // the dashboard's /v1/history
   double last_fold_s = 0;  // loading, scanning and folding in the last accepted upload (s)
+  // Issue 13 §1: the checkpoint is written in the background after the publish; the journal
+  // lets a restart redo a round published before its checkpoint was durable.
+  std::unique_ptr<RoundJournal> journal;
+  nlohmann::json round_folds = nlohmann::json::array();  // the open round's folds, in order
+  CheckpointWriter checkpoint_writer;
+  double checkpoint_pause_s = 0;  // fault injection (tests): LONGHAUL_TEST_CHECKPOINT_PAUSE_S
   RoundPhaseTimer phases;  // /metrics: longhaul_round_phase_seconds
 
   // HTTP snapshot.
@@ -128,7 +137,14 @@ struct Coordinator::Impl {
   void apply_access(const AccessLists& a);
   // ---- coordinator_resume.cpp
   void init_state();
-  void save_checkpoint();
+  // The checkpoint's metadata as of now (next_round, counters, norms, sites, ...).
+  nlohmann::json checkpoint_meta();
+  CoordinatorStateView checkpoint_view();  // views of θ master, θ_pub and the momentum
+  void save_checkpoint();  // synchronous (waits for a background write first)
+  // Applies a checkpoint's (or journal record's) metadata: rounds, counters, norms, sites.
+  void restore_meta(const nlohmann::json& m);
+  // Redoes the round whose journal record is there for next_round (see round_journal.h).
+  void replay_journal();
   void recover_metrics_line();
   void set_published(std::vector<float> theta);  // also refreshes hash and norm
   // ---- coordinator_handlers.cpp
@@ -153,6 +169,9 @@ struct Coordinator::Impl {
   // finish_round_line(), which evaluates θ (when due) after the next round was opened: the
   // sites train while the coordinator evaluates.
   void close_round();
+  // The outer step of fragment f with Δ̄ (consumed: it holds u, then its decode), and θ_pub
+  // += decode(encode(u)); returns the encoded update (the round result's payload).
+  transport::Bytes apply_round_update(int f, std::span<float> mean, const transport::CodecOptions& o);
   void finish_round_line();
   // ---- status_snapshot.cpp
   void publish_snapshot();

@@ -14,6 +14,7 @@
 #include "outer/coordinator_impl.h"
 #include "outer/param_hash.h"
 #include "outer/parallel_for.h"
+#include "transport/codec.h"
 
 namespace longhaul::outer {
 
@@ -46,6 +47,14 @@ void Coordinator::Impl::init_state() {
   // Memory at a resume (issue 13 §1): the checkpoint's vectors (12N bytes) are read first and
   // each is freed as soon as it has been taken over, so the peak stays at 4 × 4N.
   fs::path ck = coordinator_checkpoint_path(run_dir);
+  {  // a temp file of a write that a crash interrupted (the checkpoint itself is intact)
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(run_dir, ec))
+      if (e.path().filename().string().rfind(ck.filename().string() + ".tmp", 0) == 0) {
+        LH_LOG(Warn, "coordinator") << "removing " << e.path().string() << ": a checkpoint write interrupted by a crash";
+        fs::remove(e.path(), ec);
+      }
+  }
   std::optional<CoordinatorState> st = load_coordinator_checkpoint(ck);
   std::vector<float> theta0;
   {
@@ -84,9 +93,6 @@ void Coordinator::Impl::init_state() {
       throw UserError(ck.string() + ": the run was started with sync.fragments = " + std::to_string(ck_p) +
                       " but the config gives " + std::to_string(P) +
                       ": sync.fragments is fixed for a run (set it back, or use a fresh --run-dir)");
-    next_round = m.at("next_round").get<int64_t>();
-    resumed_at_round = next_round;
-    schedule_steps = m.value("schedule_steps", next_round * cfg.sync.inner_steps);  // older checkpoints
     std::vector<float>().swap(st->theta_master);  // θ master is in the outer optimizer now
     const std::vector<float> master(P > 1 ? std::vector<float>(outer->params().begin(), outer->params().end())
                                           : std::vector<float>{});
@@ -95,16 +101,7 @@ void Coordinator::Impl::init_state() {
     std::vector<float>().swap(st->momentum);
     set_published(std::move(st->theta_published));
     make_aggregators();
-    if (P == 1) {
-      aggs[0]->set_previous_norms(m.value("norms", std::vector<double>{}));
-    } else {
-      const auto norms = m.value("norms_by_fragment", std::vector<std::vector<double>>{});
-      for (int p = 0; p < P && p < static_cast<int>(norms.size()); ++p) aggs[p]->set_previous_norms(norms[p]);
-    }
-    round.resume(next_round, m.value("stale_eligible", std::map<std::string, int64_t>{}));
-    rejected_total = m.value("rejected_total", int64_t{0});
-    hash_resyncs = m.value("hash_resyncs", int64_t{0});
-    sites.restore(m.value("sites", json::object()));
+    restore_meta(m);
     LH_LOG(Info, "coordinator") << "resumed run " << run_id << " from " << ck.string()
                                 << " at round " << next_round << " (θ hash "
                                 << protocol::hex64(theta_pub_hash) << ")";
@@ -116,6 +113,8 @@ void Coordinator::Impl::init_state() {
     save_checkpoint();
     fresh = true;
   }
+  journal = std::make_unique<RoundJournal>(run_dir / "journal");
+  replay_journal();
   history.set_run(run_id, unix_now_s());
   if (!fresh) {  // one read of metrics.jsonl: the rounds before the restart, the run's start time
     history.load_jsonl(run_dir / "metrics.jsonl");
@@ -155,31 +154,107 @@ void Coordinator::Impl::recover_metrics_line() {
                               << " was applied before the last stop but not listed in metrics.jsonl: listed now";
 }
 
-void Coordinator::Impl::save_checkpoint() {
-  CoordinatorStateView st;
-  st.meta = {{"run_id", run_id},
-             {"next_round", next_round},
-             {"outer_steps", total_steps(outer->steps_taken())},
-             {"outer_steps_by_fragment", outer->steps_taken()},
-             {"fragments", layout.size()},
-             {"schedule_steps", schedule_steps},
-             {"outer_optimizer", to_string(cfg.outer.kind)},
-             {"manifest_hash", protocol::hex64(manifest_hash)},
-             {"param_hash", protocol::hex64(theta_pub_hash)},
-             {"model", cfg.model.to_json()},
-             {"norms", aggs[0]->previous_norms()},
-             {"stale_eligible", round.stale_eligible()},
-             {"rejected_total", rejected_total},
-             {"hash_resyncs", hash_resyncs},
-             {"sites", sites.counters_json()}};
-  st.theta_master = outer->params();
-  st.theta_published = theta_pub;
-  st.momentum = outer->momentum_view();
+void Coordinator::Impl::restore_meta(const json& m) {
+  next_round = m.at("next_round").get<int64_t>();
+  resumed_at_round = next_round;
+  schedule_steps = m.value("schedule_steps", next_round * cfg.sync.inner_steps);  // older checkpoints
+  if (layout.size() == 1) {
+    aggs[0]->set_previous_norms(m.value("norms", std::vector<double>{}));
+  } else {
+    const auto norms = m.value("norms_by_fragment", std::vector<std::vector<double>>{});
+    for (int p = 0; p < layout.size() && p < static_cast<int>(norms.size()); ++p) aggs[p]->set_previous_norms(norms[p]);
+  }
+  round.resume(next_round, m.value("stale_eligible", std::map<std::string, int64_t>{}));
+  rejected_total = m.value("rejected_total", int64_t{0});
+  hash_resyncs = m.value("hash_resyncs", int64_t{0});
+  sites.restore(m.value("sites", json::object()));
+}
+
+void Coordinator::Impl::replay_journal() {
+  const int64_t r = next_round;
+  if (auto rec = journal->record(r)) {
+    const fs::path file = journal->dir() / ("r" + std::to_string(r) + ".json");
+    auto bad = [&](const std::string& why) {
+      return DataError(file.string() + ": cannot redo round " + std::to_string(r) + ": " + why +
+                       " (the run dir's coordinator.ckpt is at round " + std::to_string(r - 1) + ")");
+    };
+    try {
+      const int f = rec->at("fragment").get<int>();
+      if (f < 0 || f >= layout.size()) throw bad("fragment " + std::to_string(f) + " out of range");
+      round_fragment = f;
+      Aggregator& a = agg();
+      a.begin_round(theta_pub_norm, 1);
+      const uint64_t fhash = layout.manifest(f).hash();
+      int folds = 0;
+      for (const json& e : rec->at("folds")) {
+        const transport::Bytes p = journal->load_upload(e.at("file").get<std::string>());
+        a.accept(e.at("weight").get<double>(), e.at("steps").get<int64_t>(), e.at("norm").get<double>(),
+                 [&](std::span<float> out, float coef) { transport::decode_accumulate(p, out, coef, fhash); });
+        ++folds;
+      }
+      const std::span<float> buf = a.finish();
+      if (rec->at("applied").get<bool>() != !buf.empty()) throw bad("the record's 'applied' disagrees with its folds");
+      if (!buf.empty()) {
+        transport::CodecOptions o;
+        o.encoding = transport::parse_encoding(rec->at("encoding").get<std::string>());
+        o.zstd_level = rec->at("zstd_level").get<int>();
+        apply_round_update(f, buf, o);
+      }
+      const std::string want = rec->at("param_hash").get<std::string>();
+      if (protocol::hex64(theta_pub_hash) != want)
+        throw bad("redone, θ hash is " + protocol::hex64(theta_pub_hash) + " but the round published " + want);
+      restore_meta(rec->at("meta"));
+      save_checkpoint();
+      LH_LOG(Warn, "coordinator") << "round " << r << " was published before the last stop but its checkpoint "
+                                  << "was not written: redone from the journal (" << folds
+                                  << " upload(s)), θ hash " << want << " as published";
+    } catch (const json::exception& e) {
+      throw bad(std::string("malformed record: ") + e.what());
+    } catch (const transport::DecodeError& e) {
+      throw bad(std::string("a journaled upload does not decode: ") + e.what());
+    }
+  }
+  // Uploads of a round that never got its record: the sites re-send them (ready_to_open).
+  journal->forget_from(next_round);
+  journal->forget_through(next_round - 1);
+}
+
+json Coordinator::Impl::checkpoint_meta() {
+  json meta = {{"run_id", run_id},
+               {"next_round", next_round},
+               {"outer_steps", total_steps(outer->steps_taken())},
+               {"outer_steps_by_fragment", outer->steps_taken()},
+               {"fragments", layout.size()},
+               {"schedule_steps", schedule_steps},
+               {"outer_optimizer", to_string(cfg.outer.kind)},
+               {"manifest_hash", protocol::hex64(manifest_hash)},
+               {"param_hash", protocol::hex64(theta_pub_hash)},
+               {"model", cfg.model.to_json()},
+               {"norms", aggs[0]->previous_norms()},
+               {"stale_eligible", round.stale_eligible()},
+               {"rejected_total", rejected_total},
+               {"hash_resyncs", hash_resyncs},
+               {"sites", sites.counters_json()}};
   if (aggs.size() > 1) {
     json norms = json::array();
     for (const auto& a : aggs) norms.push_back(a->previous_norms());
-    st.meta["norms_by_fragment"] = std::move(norms);
+    meta["norms_by_fragment"] = std::move(norms);
   }
+  return meta;
+}
+
+CoordinatorStateView Coordinator::Impl::checkpoint_view() {
+  CoordinatorStateView st;
+  st.theta_master = outer->params();
+  st.theta_published = theta_pub;
+  st.momentum = outer->momentum_view();
+  return st;
+}
+
+void Coordinator::Impl::save_checkpoint() {
+  checkpoint_writer.wait();
+  CoordinatorStateView st = checkpoint_view();
+  st.meta = checkpoint_meta();
   save_coordinator_checkpoint(coordinator_checkpoint_path(run_dir), st);
 }
 

@@ -90,6 +90,7 @@ void Coordinator::Impl::open_round() {
   const double ref_norm =
       layout.size() == 1 ? theta_pub_norm : parallel_norm(layout.gather(round_fragment, theta_pub)).norm;
   agg().begin_round(ref_norm, static_cast<int>(policy.min_sites));
+  round_folds = json::array();
   round_started = Clock::now();
   round_bytes_up = 0;
   round_bytes_up_raw = 0;
@@ -133,7 +134,11 @@ void Coordinator::Impl::close_round() {
       !round.participants().empty() && round.outcomes().size() == round.participants().size();
   const int f = round_fragment;
   const size_t n = theta_pub.size();
-  const transport::Manifest& fman = layout.manifest(f);  // P = 1: all of θ
+  // The last checkpoint's write (in the background since that round's publish) must be done
+  // before the outer step changes what it reads.
+  const auto t_wait = Clock::now();
+  checkpoint_writer.wait();
+  const double checkpoint_wait_s = seconds_since(t_wait);
   phases.start(round_started);
   // Memory (issue 13 §1): Δ̄ is finished in place in the aggregator's accumulator, which then
   // holds u and its decoded form in turn; with θ master, momentum and θ_pub that is 4 × 4N.
@@ -141,32 +146,15 @@ void Coordinator::Impl::close_round() {
   const bool applied = !buf.empty();
   phases.lap("aggregation");
   const double outer_lr = outer->next_lr(f);  // warmup applied
-  if (applied) outer->step_in_place(f, buf);
-  // Publish: u = θ_master − θ_pub, quantised for download; every replica (this one included)
-  // adds exactly the decoded u, so all stay bitwise identical. What quantisation loses stays
-  // in θ_master − θ_pub and is sent in a later round (error feedback on the download side).
+  transport::CodecOptions o;
+  o.encoding = transport::parse_encoding(policy.download_encoding);
+  o.zstd_level = static_cast<int>(policy.zstd_level);
   // Nothing accepted: no step and no update (empty payload), θ stays bitwise unchanged.
   transport::Bytes payload;
   uint64_t raw_one = 0;  // the result payload's bytes before zstd
   if (applied) {
-    transport::CodecOptions o;
-    o.encoding = transport::parse_encoding(policy.download_encoding);
-    o.zstd_level = static_cast<int>(policy.zstd_level);
-    if (layout.size() == 1) {
-      parallel_sub(outer->params(), theta_pub, buf);
-    } else {  // u_f = θ_master[f] − θ_pub[f]
-      const std::vector<float> pub = layout.gather(f, theta_pub);
-      parallel_sub(outer->params(f), pub, buf);
-    }
-    payload = transport::encode(buf, fman, o);
+    payload = apply_round_update(f, buf, o);
     raw_one = raw_payload_bytes(transport::inspect(payload, buf.size()));
-    transport::decode(payload, buf, fman.hash());
-    if (layout.size() == 1)
-      parallel_add_inplace(theta_pub, buf);
-    else
-      add_to_fragment(layout, f, buf, theta_pub);  // as every site adds it
-    theta_pub_hash = param_hash(theta_pub);
-    theta_pub_norm = parallel_norm(theta_pub).norm;
   }
   round.close();
   next_round = r + 1;
@@ -178,10 +166,18 @@ void Coordinator::Impl::close_round() {
   for (const auto& [id, ok] : round.stale_outcomes())
     if (ok) stale_contributors.push_back(id);
   phases.lap("outer_step");  // includes the encode of u and its decode into θ_pub
-  const auto t_ckpt = Clock::now();
-  save_checkpoint();  // before publishing: a crash after this never re-applies round r
-  const double ckpt_s = seconds_since(t_ckpt);
-  phases.lap("checkpoint");
+  // Before publishing, the round's journal record (small; its uploads are on disk already):
+  // a crash from here on redoes round r from the journal, never re-applies or loses it.
+  const json meta = checkpoint_meta();
+  journal->write_record(r, {{"round", r},
+                            {"fragment", f},
+                            {"applied", applied},
+                            {"folds", round_folds},
+                            {"encoding", policy.download_encoding},
+                            {"zstd_level", o.zstd_level},
+                            {"param_hash", protocol::hex64(theta_pub_hash)},
+                            {"meta", meta}});
+  phases.lap("journal");
 
   // One message for every site (no per-site header field): its payload exists once in memory.
   auto result = std::make_shared<Message>();
@@ -198,6 +194,12 @@ void Coordinator::Impl::close_round() {
   const uint64_t wire_one = result->payload.size();
   const uint64_t bytes_down = broadcast(result);
   phases.lap("publish");
+  // The checkpoint of round r, in the background (the next close waits for it); once it is
+  // durable, round r's journal goes.
+  CoordinatorStateView view = checkpoint_view();
+  view.meta = meta;
+  checkpoint_writer.start(coordinator_checkpoint_path(run_dir), std::move(view),
+                          [j = journal.get(), r] { j->forget_through(r); }, checkpoint_pause_s);
   const uint64_t bytes_down_raw = wire_one ? bytes_down / wire_one * raw_one : 0;
   // The tail: from the start of handling the round's last accepted upload (its scan and fold)
   // to the result sent; when the round closed on its deadline, from the close.
@@ -227,9 +229,10 @@ void Coordinator::Impl::close_round() {
                {"duration_s", dur},
                {"tail_s", tail_s},
                {"close_s", close_s},
+               // waiting for the previous round's background checkpoint write (normally 0)
+               {"checkpoint_wait_s", checkpoint_wait_s},
                {"fold_s", last_fold_s},
                {"tail_phases", phases.current()},
-               {"checkpoint_s", ckpt_s},
                {"elapsed_s", seconds_since(started)},
                {"param_hash", protocol::hex64(theta_pub_hash)},
                {"time", unix_now_s()}};
@@ -284,6 +287,30 @@ void Coordinator::Impl::close_round() {
   closed_line = std::move(line);
   closed_line_eval =
       evaluator->enabled() && (last || (cfg.eval.every_rounds > 0 && next_round % cfg.eval.every_rounds == 0));
+}
+
+transport::Bytes Coordinator::Impl::apply_round_update(int f, std::span<float> buf, const transport::CodecOptions& o) {
+  const transport::Manifest& fman = layout.manifest(f);  // P = 1: all of θ
+  outer->step_in_place(f, buf);
+  // Publish: u = θ_master − θ_pub, quantised for download; every replica (this one included)
+  // adds exactly the decoded u, so all stay bitwise identical. What quantisation loses stays
+  // in θ_master − θ_pub and is sent in a later round (error feedback on the download side).
+  if (layout.size() == 1) {
+    parallel_sub(outer->params(), theta_pub, buf);
+  } else {  // u_f = θ_master[f] − θ_pub[f]
+    const std::vector<float> pub = layout.gather(f, theta_pub);
+    parallel_sub(outer->params(f), pub, buf);
+  }
+  transport::Bytes payload = transport::encode(buf, fman, o);
+  if (layout.size() == 1) {
+    transport::decode_accumulate(payload, theta_pub, 1.0f, fman.hash());  // as every site adds it
+  } else {
+    transport::decode(payload, buf, fman.hash());
+    add_to_fragment(layout, f, buf, theta_pub);  // as every site adds it
+  }
+  theta_pub_hash = param_hash(theta_pub);
+  theta_pub_norm = parallel_norm(theta_pub).norm;
+  return payload;
 }
 
 void Coordinator::Impl::finish_round_line() {

@@ -44,6 +44,18 @@ void SpooledPayload::append(std::span<const std::byte> part) {
   }
 }
 
+bool SpooledPayload::keep_as(const std::filesystem::path& path) const {
+  if (::fdatasync(fd_) != 0) throw spool_error(dir_, "cannot sync");
+  const std::string proc = "/proc/self/fd/" + std::to_string(fd_);
+  if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) != 0) return false;
+  const int d = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (d >= 0) {
+    ::fsync(d);
+    ::close(d);
+  }
+  return true;
+}
+
 Bytes SpooledPayload::read() const {
   Bytes out(size_);
   uint64_t done = 0;

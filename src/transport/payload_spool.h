@@ -35,6 +35,10 @@ class SpooledPayload {
   uint64_t size() const { return size_; }
   // The whole payload, read back into memory.
   Bytes read() const;
+  // Gives the file the name `path` (same file system as the spool; must not exist) and makes
+  // it durable (fdatasync, then the directory's fsync), without copying its bytes. Returns
+  // false when the file system cannot name an unnamed file (the caller writes a copy).
+  bool keep_as(const std::filesystem::path& path) const;
 
  private:
   int fd_ = -1;

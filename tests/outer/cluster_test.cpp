@@ -312,6 +312,65 @@ TEST(Cluster, CoordinatorKilledAndRestartedResumesWithoutReapplyingARound) {
   expect_hashes_agree(c, o.sites, false);
 }
 
+// Issue 13 §1: the checkpoint is written in the background after the publish. A kill inside
+// that write (LONGHAUL_TEST_CHECKPOINT_PAUSE_S holds it midway, after θ master) leaves the old
+// checkpoint intact, and the restart redoes the published round from the round journal: no
+// round lost or applied twice, the redone θ is bitwise what the sites applied.
+TEST(Cluster, CoordinatorKilledDuringABackgroundCheckpointWriteRedoesTheRoundFromItsJournal) {
+  ClusterOptions o;
+  o.rounds = 5;
+  o.inner_steps = 6;
+  Cluster c("kill_ckpt_write", o);
+  ::setenv("LONGHAUL_TEST_CHECKPOINT_PAUSE_S", "60", 1);
+  Process coord = c.start_coordinator();
+  ::unsetenv("LONGHAUL_TEST_CHECKPOINT_PAUSE_S");
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  const int port = c.port();
+  const fs::path dir = c.coordinator_dir();
+  std::vector<Process> sites = c.start_sites();
+  ASSERT_TRUE(c.wait_for_rounds(1, 120s)) << Cluster::tail(coord.log());
+  // Round 0 was published; its checkpoint's temp file is half-written and held there.
+  auto temp_file = [&] {
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.path().filename().string().rfind("coordinator.ckpt.tmp", 0) == 0) return e.path();
+    return fs::path();
+  };
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (temp_file().empty() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(20ms);
+  ASSERT_FALSE(temp_file().empty()) << "no checkpoint write in flight\n" << Cluster::tail(coord.log());
+  ASSERT_TRUE(fs::exists(dir / "journal" / "r0.json"));
+  const std::string published0 = c.coordinator_rounds().at(0)["param_hash"];
+  coord.signal(SIGKILL);
+  EXPECT_EQ(coord.wait(10s), 128 + SIGKILL);
+  {  // the checkpoint on disk is the complete one from before round 0, not a torn file
+    auto st = outer::load_coordinator_checkpoint(outer::coordinator_checkpoint_path(dir));
+    ASSERT_TRUE(st);
+    EXPECT_EQ(st->meta["next_round"], 0);
+  }
+  coord = c.start_coordinator(port, "-restart");
+  ASSERT_EQ(c.port(), port) << Cluster::tail(coord.log());
+  ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
+  for (auto& p : sites) EXPECT_EQ(p.wait(60s), 0) << Cluster::tail(p.log());
+  const std::string log = Cluster::tail(coord.log(), 1 << 20);
+  EXPECT_NE(log.find("round 0 was published before the last stop but its checkpoint was not written: redone "
+                     "from the journal (3 upload(s)), θ hash " + published0 + " as published"),
+            std::string::npos)
+      << log;
+  auto st = outer::load_coordinator_checkpoint(outer::coordinator_checkpoint_path(dir));
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->meta["next_round"], 5);
+  EXPECT_EQ(st->meta["outer_steps"], 5) << "an outer step was applied twice or lost";
+  std::set<int64_t> seen;
+  for (const auto& r : c.coordinator_rounds()) {
+    int64_t k = r["round"];
+    EXPECT_TRUE(seen.insert(k).second) << "round " << k << " closed twice";
+  }
+  EXPECT_EQ(seen.size(), 5u);
+  expect_hashes_agree(c, o.sites, false);
+  EXPECT_TRUE(temp_file().empty()) << "the killed write's temp file was left behind";
+  EXPECT_TRUE(fs::is_empty(dir / "journal")) << "journal files outlived their checkpoint";
+}
+
 TEST(Cluster, InnerStepsEditedMidRunTakesEffectNextRound) {
   ClusterOptions o;
   o.rounds = 12;

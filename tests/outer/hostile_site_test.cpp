@@ -176,7 +176,11 @@ std::string honest_run(const std::string& name, const std::function<void(Cluster
   o.rounds = 5;  // the attacker is active in 3 rounds; later rounds run while its flood is handled
   o.inner_steps = 3;
   o.min_sites = 2;
-  o.start_sites = 2;
+  // Round 0 waits for the attacker (it joins right after both honest sites); the reference run,
+  // which has none, starts with the two after start_timeout_s. Rounds of this tiny model take
+  // well under a second: without the wait, the run can end before the attacker is in.
+  o.start_sites = 3;
+  o.coordinator_overrides = {"coordinator.start_timeout_s=5"};
   o.deadline_s = 4;  // rounds in which the attacker joined but did not upload close at the deadline
   o.sites = {"site-a", "site-b", "evil"};
   Cluster c(name, o);
