@@ -71,9 +71,11 @@ void Coordinator::Impl::start_server() {
   // Uploads of coordinator.spool_min_bytes or more wait on disk, not in memory, until the event
   // thread handles them one at a time (issue 9 §3): K sites uploading at once cost K × 256 KiB
   // (one read chunk each), not K × payload. The files are unnamed; the directory stays empty.
-  // Freed payload buffers kept for reuse (transport/bytes.h): two θ-sized ones cover the round
-  // (one upload in hand, one result), the default 1 GiB would keep every welcome of a start.
-  transport::set_recycle_limit_bytes(2 * 4 * static_cast<uint64_t>(manifest.total_elements()));
+  // Freed payload buffers kept for reuse (transport/bytes.h): two int8-sized ones (N bytes
+  // each) cover a round of the default encoding (one upload in hand, one result); more would
+  // sit resident beside θ (issue 13 §1's 5 × 4N budget), the default 1 GiB would keep every
+  // welcome of a start. Larger encodings simply allocate afresh.
+  transport::set_recycle_limit_bytes(2 * static_cast<uint64_t>(manifest.total_elements()) + (8u << 20));
   o.spool.dir = run_dir / "spool";
   o.spool.min_bytes = static_cast<uint64_t>(cfg.spool_min_bytes);
   fs::create_directories(o.spool.dir);

@@ -57,12 +57,17 @@ void Coordinator::Impl::init_state() {
   }
   std::optional<CoordinatorState> st = load_coordinator_checkpoint(ck);
   std::vector<float> theta0;
+  evaluator = std::make_unique<Evaluator>(cfg.model, cfg.data, cfg.eval.batches, cfg.eval.batch_size);
   {
     torch::manual_seed(cfg.seed);
     inner::Gpt model(cfg.model);
     manifest = inner::param_manifest(*model);
     if (!st) theta0 = inner::params_to_flat(*model);
-  }  // the model is only needed for θ0 and the manifest
+    if (st && st->theta_published.size() != manifest.total_elements()) throw UserError(ck.string() + ": size mismatch");
+    // The evaluator keeps this model, its parameters views of the θ that becomes θ_pub (the
+    // vector's buffer moves with it): no second model, no copy (issue 13 §1).
+    evaluator->adopt(std::move(model), st ? st->theta_published : theta0);
+  }
   manifest_hash = manifest.hash();
   const int P = cfg.streaming.fragments;
   layout = FragmentLayout::strided(manifest, P);
@@ -71,7 +76,6 @@ void Coordinator::Impl::init_state() {
   if (P > 1) {
     LH_LOG(Info, "coordinator") << "streaming DiLoCo: " << layout.describe();
   }
-  evaluator = std::make_unique<Evaluator>(cfg.model, cfg.data, cfg.eval.batches, cfg.eval.batch_size);
   run_id = cfg.run_id.empty() ? new_run_id() : cfg.run_id;
   auto make_aggregators = [&] {
     for (int p = 0; p < P; ++p)

@@ -28,12 +28,10 @@ Evaluator::Evaluator(const inner::GptConfig& model, const inner::CorpusSpec& dat
 
 Evaluator::~Evaluator() = default;
 
-double Evaluator::loss(std::span<const float> theta) {
-  if (!enabled()) return std::nan("");
-  torch::NoGradGuard ng;
-  if (!model_->gpt) model_->gpt = inner::Gpt(cfg_);  // built on first use: no cost when disabled
+void Evaluator::bind(std::span<const float> theta) {
   // No copy of θ (issue 13 §1): the parameters become views of the caller's θ, in manifest
-  // order (named_parameters(), inner/flat_params.h); the model only reads them here.
+  // order (named_parameters(), inner/flat_params.h); the model only reads them. The model's
+  // own parameter storage is freed by the first bind.
   int64_t off = 0;
   for (auto& p : model_->gpt->named_parameters()) {
     torch::Tensor t = p.value();
@@ -42,6 +40,20 @@ double Evaluator::loss(std::span<const float> theta) {
     off += t.numel();
   }
   LH_CHECK_EQ(off, static_cast<int64_t>(theta.size()));
+}
+
+void Evaluator::adopt(inner::Gpt model, std::span<const float> theta) {
+  if (!enabled()) return;  // dropped: nothing to evaluate
+  model_->gpt = std::move(model);
+  torch::NoGradGuard ng;
+  bind(theta);
+}
+
+double Evaluator::loss(std::span<const float> theta) {
+  if (!enabled()) return std::nan("");
+  torch::NoGradGuard ng;
+  if (!model_->gpt) model_->gpt = inner::Gpt(cfg_);  // built on first use: no cost when disabled
+  bind(theta);
   model_->gpt->eval();
   const int64_t T = cfg_.block_size;
   auto offs = inner::evenly_spaced_offsets(val_tokens_.size(), T, batches_ * batch_size_);

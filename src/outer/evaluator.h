@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "inner/corpus.h"
+#include "inner/gpt.h"
 #include "inner/gpt_config.h"
 
 namespace longhaul::outer {
@@ -26,8 +27,13 @@ class Evaluator {
   bool enabled() const { return !val_tokens_.empty(); }
   // Mean loss of θ (flat, in manifest order); NaN when disabled.
   double loss(std::span<const float> theta);
+  // Takes over a model of this config (the one that gave θ0 and the manifest) instead of
+  // building one at the first loss(), and makes its parameters views of `theta` at once: its
+  // own 4N bytes are freed now, while memory is low. No-op when disabled.
+  void adopt(inner::Gpt model, std::span<const float> theta);
 
  private:
+  void bind(std::span<const float> theta);
   struct Model;
   std::unique_ptr<Model> model_;
   inner::GptConfig cfg_;

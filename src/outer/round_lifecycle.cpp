@@ -165,7 +165,7 @@ void Coordinator::Impl::close_round() {
   std::vector<std::string> stale_contributors;  // their round r − 1 uploads, counted here
   for (const auto& [id, ok] : round.stale_outcomes())
     if (ok) stale_contributors.push_back(id);
-  phases.lap("outer_step");  // includes the encode of u and its decode into θ_pub
+  phases.lap("round_state");
   // Before publishing, the round's journal record (small; its uploads are on disk already):
   // a crash from here on redoes round r from the journal, never re-applies or loses it.
   const json meta = checkpoint_meta();
@@ -292,6 +292,7 @@ void Coordinator::Impl::close_round() {
 transport::Bytes Coordinator::Impl::apply_round_update(int f, std::span<float> buf, const transport::CodecOptions& o) {
   const transport::Manifest& fman = layout.manifest(f);  // P = 1: all of θ
   outer->step_in_place(f, buf);
+  phases.lap("outer_step");
   // Publish: u = θ_master − θ_pub, quantised for download; every replica (this one included)
   // adds exactly the decoded u, so all stay bitwise identical. What quantisation loses stays
   // in θ_master − θ_pub and is sent in a later round (error feedback on the download side).
@@ -302,14 +303,17 @@ transport::Bytes Coordinator::Impl::apply_round_update(int f, std::span<float> b
     parallel_sub(outer->params(f), pub, buf);
   }
   transport::Bytes payload = transport::encode(buf, fman, o);
+  phases.lap("encode");
   if (layout.size() == 1) {
     transport::decode_accumulate(payload, theta_pub, 1.0f, fman.hash());  // as every site adds it
   } else {
     transport::decode(payload, buf, fman.hash());
     add_to_fragment(layout, f, buf, theta_pub);  // as every site adds it
   }
+  phases.lap("apply_update");
   theta_pub_hash = param_hash(theta_pub);
   theta_pub_norm = parallel_norm(theta_pub).norm;
+  phases.lap("hash_and_norm");
   return payload;
 }
 

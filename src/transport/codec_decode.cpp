@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "common/error.h"
@@ -33,6 +35,18 @@ void check_chunk_sum(const std::byte* p, uint64_t len, uint64_t want, uint32_t i
 // fold each chunk into *scan.
 enum class Mode { kWrite, kAccumulate, kScan };
 
+// One decoding thread's state: a zstd context and one chunk's scratch, allocated on first use.
+struct ChunkScratch {
+  Bytes inflated, unshuffled;
+  std::unique_ptr<ZSTD_DCtx, ZstdDCtxFree> dctx;
+  std::vector<float> values;  // kScan: one chunk's decoded values
+};
+
+// Chunks are decoded in parallel (disjoint output ranges; kScan sums each chunk on its own and
+// adds the chunk sums in chunk order), so results are the same for any thread count. An error
+// reported is that of the lowest-numbered failing chunk, as a serial decode would report it.
+constexpr uint64_t kParallelMinElements = uint64_t{1} << 21;
+
 void decode_impl(std::span<const std::byte> payload, std::span<float> out, Mode mode, float weight,
                  uint64_t expected_hash, uint64_t elements = 0, DecodedScan* scan = nullptr) {
   const bool acc = mode != Mode::kWrite;  // checksums first: nothing is touched or scanned on damage
@@ -46,28 +60,24 @@ void decode_impl(std::span<const std::byte> payload, std::span<float> out, Mode 
   if (h.elements != elements)
     throw DecodeError(K::kSizeMismatch, detail::concat("payload has ", h.elements,
                                                        " elements, the output holds ", elements));
-  std::vector<float> chunk_out;  // kScan: one chunk's decoded values
-  if (mode == Mode::kScan) {
-    chunk_out.resize(std::min<uint64_t>(h.chunk_elements, h.elements));
-    *scan = DecodedScan{};
-  }
   const uint64_t tend = wire::table_end(h.chunks);
-  if (acc) {  // all checksums first: a damaged payload must not half-update the accumulator
+  std::vector<uint64_t> offsets(h.chunks);  // where each chunk's stored bytes start
+  {
     uint64_t off = tend;
     for (uint32_t i = 0; i < h.chunks; ++i) {
       const wire::ChunkEntry c = wire::read_chunk_entry(p, i);
-      check_chunk_sum(p + off, c.stored_bytes, c.checksum, i);
+      offsets[i] = off;
+      if (acc) check_chunk_sum(p + off, c.stored_bytes, c.checksum, i);  // a damaged payload must not half-update
       off += c.stored_bytes;
     }
   }
-  Bytes inflated,
-      unshuffled;  // allocated on the first zstd chunk, one chunk's size
-  std::unique_ptr<ZSTD_DCtx, ZstdDCtxFree> dctx;
-  uint64_t off = tend;
-  for (uint32_t i = 0; i < h.chunks; ++i) {
+  std::vector<double> chunk_squares(mode == Mode::kScan ? h.chunks : 0, 0.0);
+  std::vector<int64_t> chunk_bad(mode == Mode::kScan ? h.chunks : 0, -1);
+  std::vector<float> chunk_bad_value(mode == Mode::kScan ? h.chunks : 0, 0.0f);
+
+  auto decode_chunk_at = [&](uint32_t i, ChunkScratch& z) {
     const wire::ChunkEntry c = wire::read_chunk_entry(p, i);
-    const std::byte* src = p + off;
-    off += c.stored_bytes;
+    const std::byte* src = p + offsets[i];
     if (!acc) check_chunk_sum(src, c.stored_bytes, c.checksum, i);
     const uint64_t n = wire::chunk_elements_at(h, i);
     const uint64_t raw = wire::raw_chunk_bytes(h.encoding, n, h.block_size);
@@ -83,27 +93,33 @@ void decode_impl(std::span<const std::byte> payload, std::span<float> out, Mode 
       if (ZSTD_isError(fsz) || fsz != c.stored_bytes)
         throw DecodeError(K::kDecompress,
                           detail::concat("chunk ", i, ": not exactly one zstd frame"));
-      if (!dctx) {
-        dctx.reset(ZSTD_createDCtx());
-        LH_CHECK(dctx != nullptr, "ZSTD_createDCtx failed");
-        ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, 28);  // >= log2(max raw chunk)
+      if (!z.dctx) {
+        z.dctx.reset(ZSTD_createDCtx());
+        LH_CHECK(z.dctx != nullptr, "ZSTD_createDCtx failed");
+        ZSTD_DCtx_setParameter(z.dctx.get(), ZSTD_d_windowLogMax, 28);  // >= log2(max raw chunk)
       }
       // Scratch grows to the largest chunk actually present: bounded by the caller's output
       // size, never by a header's claimed chunk size alone.
-      if (inflated.size() < raw) {
-        inflated.resize(raw);
-        unshuffled.resize(raw);
+      if (z.inflated.size() < raw) {
+        z.inflated.resize(raw);
+        z.unshuffled.resize(raw);
       }
-      const size_t got = ZSTD_decompressDCtx(dctx.get(), inflated.data(), raw, src, c.stored_bytes);
+      const size_t got = ZSTD_decompressDCtx(z.dctx.get(), z.inflated.data(), raw, src, c.stored_bytes);
       if (ZSTD_isError(got) || got != raw)
         throw DecodeError(
             K::kDecompress,
             detail::concat("chunk ", i,
                            ": zstd: ", ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short frame"));
-      sections::unshuffle_chunk(h.encoding, n, h.block_size, inflated.data(), unshuffled.data());
-      rawp = unshuffled.data();
+      sections::unshuffle_chunk(h.encoding, n, h.block_size, z.inflated.data(), z.unshuffled.data());
+      rawp = z.unshuffled.data();
     }
-    float* dst = mode == Mode::kScan ? chunk_out.data() : out.data() + uint64_t{i} * h.chunk_elements;
+    float* dst;
+    if (mode == Mode::kScan) {
+      if (z.values.size() < n) z.values.resize(n);
+      dst = z.values.data();
+    } else {
+      dst = out.data() + uint64_t{i} * h.chunk_elements;
+    }
     const int64_t bad =
         kernels::decode_chunk(h.encoding, rawp, n, h.block_size, dst, mode == Mode::kAccumulate, weight);
     if (bad != kernels::kOk) {
@@ -114,19 +130,55 @@ void decode_impl(std::span<const std::byte> payload, std::span<float> out, Mode 
                                        " negative, non-finite or above 2^120"));
     }
     if (mode == Mode::kScan) {
-      double ss = 0;  // per chunk, then summed in chunk order: deterministic
+      double ss = 0;
       for (uint64_t j = 0; j < n; ++j) {
         const float v = dst[j];
         if (!std::isfinite(v)) {
-          if (scan->first_non_finite < 0) {
-            scan->first_non_finite = static_cast<int64_t>(uint64_t{i} * h.chunk_elements + j);
-            scan->non_finite_value = v;
+          if (chunk_bad[i] < 0) {
+            chunk_bad[i] = static_cast<int64_t>(uint64_t{i} * h.chunk_elements + j);
+            chunk_bad_value[i] = v;
           }
           continue;
         }
         ss += static_cast<double>(v) * v;
       }
-      scan->sum_squares += ss;
+      chunk_squares[i] = ss;
+    }
+  };
+
+  const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+  const unsigned threads = h.elements >= kParallelMinElements ? std::min<unsigned>(hw, h.chunks) : 1;
+  if (threads <= 1) {
+    ChunkScratch z;
+    for (uint32_t i = 0; i < h.chunks; ++i) decode_chunk_at(i, z);
+  } else {
+    std::vector<std::exception_ptr> errors(h.chunks);
+    auto work = [&](unsigned t) {
+      ChunkScratch z;
+      for (uint32_t i = t; i < h.chunks; i += threads) {
+        try {
+          decode_chunk_at(i, z);
+        } catch (...) {
+          errors[i] = std::current_exception();
+          return;  // this thread's later chunks are not needed: the lowest error is reported
+        }
+      }
+    };
+    std::vector<std::thread> pool;
+    for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work, t);
+    work(0);
+    for (auto& th : pool) th.join();
+    for (const auto& e : errors)
+      if (e) std::rethrow_exception(e);
+  }
+  if (mode == Mode::kScan) {
+    *scan = DecodedScan{};
+    for (uint32_t i = 0; i < h.chunks; ++i) {
+      scan->sum_squares += chunk_squares[i];
+      if (scan->first_non_finite < 0 && chunk_bad[i] >= 0) {
+        scan->first_non_finite = chunk_bad[i];
+        scan->non_finite_value = chunk_bad_value[i];
+      }
     }
   }
 }

@@ -165,6 +165,50 @@ TEST(CodecRoundTrip, DecodeAccumulateEqualsWeightedDecode) {
   }
 }
 
+// Payloads of 2^21 elements or more decode their chunks on several threads (issue 13 §1): the
+// values, the fold, the scan and the error reported are those of a chunk-by-chunk decode.
+TEST(CodecRoundTrip, LargePayloadsDecodeInParallelLikeChunkByChunk) {
+  const uint64_t n = (uint64_t{1} << 21) + 12345;  // 17 chunks of 2^17, the last one short
+  Manifest m = flat_manifest(n);
+  const std::vector<float> x = gaussian(n, 21);
+  for (Encoding e : {Encoding::kFp32, Encoding::kInt8}) {
+    for (int zstd : {0, 3}) {
+      auto payload = encode(x, m, {.encoding = e, .zstd_level = zstd, .chunk_elements = 1u << 17});
+      std::vector<float> dec(n);
+      decode(payload, dec, m.hash());
+      if (e == Encoding::kFp32) EXPECT_EQ(dec, x) << "zstd " << zstd;
+      // Chunk by chunk, by hand: each chunk's sum of squares in fp64, added in chunk order.
+      double want = 0;
+      for (uint64_t lo = 0; lo < n; lo += 1u << 17) {
+        double ss = 0;
+        for (uint64_t i = lo; i < std::min(n, lo + (1u << 17)); ++i) ss += static_cast<double>(dec[i]) * dec[i];
+        want += ss;
+      }
+      const DecodedScan scan = decode_scan(payload, n, m.hash());
+      EXPECT_EQ(scan.sum_squares, want) << encoding_name(e) << " zstd " << zstd;
+      EXPECT_EQ(scan.first_non_finite, -1);
+      std::vector<float> acc = gaussian(n, 22), expect = acc;
+      for (uint64_t i = 0; i < n; ++i) expect[i] = expect[i] + 0.25f * dec[i];
+      decode_accumulate(payload, acc, 0.25f, m.hash());
+      EXPECT_EQ(std::memcmp(acc.data(), expect.data(), 4 * n), 0) << encoding_name(e) << " zstd " << zstd;
+    }
+  }
+  // A damaged chunk in a large payload: the first one is named, whichever thread met it.
+  auto payload = encode(x, m, {.encoding = Encoding::kInt8, .chunk_elements = 1u << 17});
+  ASSERT_EQ(inspect(payload, n).chunks, 17u);
+  EXPECT_THROW(decode_scan(payload, n + 1, m.hash()), DecodeError);  // the element count is checked
+  payload[payload.size() - 100] ^= std::byte{1};  // in chunk 16
+  payload[payload.size() / 2] ^= std::byte{1};    // in chunk 8
+  std::vector<float> y(n);
+  try {
+    decode(payload, y, m.hash());
+    ADD_FAILURE() << "a damaged payload decoded";
+  } catch (const DecodeError& err) {
+    EXPECT_EQ(err.kind(), DecodeError::Kind::kChunkChecksum);
+    EXPECT_NE(std::string(err.what()).find("chunk 8:"), std::string::npos) << err.what();
+  }
+}
+
 TEST(CodecRoundTrip, ZstdRecordedPerChunkAndSkippedWhenUseless) {
   const uint64_t n = 4 * 8192;
   Manifest m = flat_manifest(n);
