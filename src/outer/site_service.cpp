@@ -20,6 +20,7 @@
 #include "inner/device_quantizer.h"
 #include "inner/flat_params.h"
 #include "inner/flat_range.h"
+#include "inner/residual_backup.h"
 #include "inner/trainer.h"
 #include "outer/fragment_layout.h"
 #include "outer/fragment_merge.h"
@@ -79,16 +80,14 @@ struct SiteService::Impl {
   void set_theta(const Message& m);           // θ ← decode(welcome payload)
   void add_to_theta(const Message& m);        // θ += decode(round result payload), P = 1
   transport::Bytes encode_upload(const transport::CodecOptions& o);  // P = 1: Q(θ_r − θ_local + e)
-  // Fragment backup_fragment's slice of the residual before the last upload, restored if that
-  // upload is refused (P = 1: all of it). Kept in a file (residual_backup_path()), not in memory:
-  // 4N bytes the site would otherwise carry through its upload (issue 13 §2); valid until the
-  // upload is settled.
-  bool backup_valid = false;
-  int backup_fragment = 0;
-  fs::path residual_backup_path() const { return run_dir / "residual_backup.bin"; }
-  void backup_residual(int f, const torch::Tensor& slice);
+  // The residual's slice of the last upload's fragment as it was before that upload (tag: the
+  // fragment; P = 1: all of it), restored if the upload is refused. Kept in a file in the run
+  // dir, not in memory: 4N bytes the site would otherwise carry through its upload (issue 13
+  // §2); dropped once the upload is settled. Set at construction (run_dir is known then).
+  std::optional<inner::ResidualBackup> backup;
+  void backup_residual(int f, const torch::Tensor& slice) { backup->save(slice, f); }
   void restore_residual();
-  void drop_residual_backup();
+  void drop_residual_backup() { backup->drop(); }
   // Streaming DiLoCo (issue #11; the welcome carries the run's fixed schedule). θ above stays the
   // global θ (bitwise the coordinator's); the model holds this site's local parameters, which
   // differ from θ in every fragment not just exchanged. P = 1 and τ = 0: plain DiLoCo.
@@ -305,6 +304,11 @@ void SiteService::Impl::on_welcome(const Message& m) {
     model_json = w.model;
     manifest = inner::param_manifest(*trainer->model());
     manifest_hash = manifest.hash();
+    // The process-wide cache of freed payload buffers (transport/bytes.h, 1 GiB by default) would
+    // keep the welcome's fp32 θ (4N) and each round's payloads resident through training (issue
+    // 13 §2): a site keeps at most two int8 payloads' worth (an upload and a result, N bytes
+    // each), so the larger buffers go back to the system when freed.
+    transport::set_recycle_limit_bytes(2 * manifest.total_elements());
     const torch::Device dev = trainer->model()->parameters().front().device();
     const char* force = std::getenv("LONGHAUL_SITE_DEVICE_QUANTIZE");
     if ((!dev.is_cpu() || (force && std::string(force) == "1")) && w.fragments == 1 && w.overlap_steps == 0) {
@@ -662,58 +666,18 @@ transport::Bytes SiteService::Impl::encode_upload(const transport::CodecOptions&
   return payload;
 }
 
-void SiteService::Impl::backup_residual(int f, const torch::Tensor& slice) {
-  const fs::path p = residual_backup_path();
-  {
-    // Not fsynced: it only serves this process (a restart restores the residual from its
-    // checkpoint, and re-sends a pending upload without a backup, as before). Written a chunk
-    // at a time (the residual may be on a GPU).
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
-    constexpr int64_t kChunk = int64_t{1} << 24;
-    for (int64_t b = 0; b < slice.numel() && out; b += kChunk) {
-      const torch::Tensor h = slice.narrow(0, b, std::min(kChunk, slice.numel() - b)).to(torch::kCPU).contiguous();
-      out.write(reinterpret_cast<const char*>(h.data_ptr<float>()), static_cast<std::streamsize>(h.numel() * 4));
-    }
-    if (!out) throw std::runtime_error(p.string() + ": cannot write the residual's backup");
-  }
-  backup_fragment = f;
-  backup_valid = true;
-}
-
 void SiteService::Impl::restore_residual() {
-  if (!backup_valid) return;
-  backup_valid = false;
-  const fs::path p = residual_backup_path();
-  std::vector<float> part;
-  torch::Tensor dst;  // P = 1: straight into the residual (host or device), no 4N buffer
-  if (fragments != 1) {
-    part.resize(layout->fragment(backup_fragment).numel);
-    dst = torch::from_blob(part.data(), {static_cast<int64_t>(part.size())}, torch::kFloat32);
-  } else if (on_device()) {
-    dst = residual_dev;
-  } else {
-    dst = torch::from_blob(residual.data(), {static_cast<int64_t>(residual.size())}, torch::kFloat32);
+  if (!backup->valid()) return;
+  const int f = backup->tag();
+  if (fragments == 1) {  // straight into the residual (host or device), no 4N buffer
+    backup->restore_into(on_device() ? residual_dev
+                                     : torch::from_blob(residual.data(), {static_cast<int64_t>(residual.size())},
+                                                        torch::kFloat32));
+    return;
   }
-  std::ifstream in(p, std::ios::binary);
-  constexpr int64_t kChunk = int64_t{1} << 24;
-  std::vector<float> buf(static_cast<size_t>(std::min(kChunk, dst.numel())));
-  for (int64_t b = 0; b < dst.numel(); b += kChunk) {
-    const int64_t k = std::min(kChunk, dst.numel() - b);
-    in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(k * 4));
-    if (!in || in.gcount() != static_cast<std::streamsize>(k * 4))
-      throw std::runtime_error(p.string() + ": the residual's backup is missing or short");
-    dst.narrow(0, b, k).copy_(torch::from_blob(buf.data(), {k}, torch::kFloat32));
-  }
-  if (fragments != 1) layout->scatter(backup_fragment, part, residual);
-  std::error_code ec;
-  fs::remove(p, ec);
-}
-
-void SiteService::Impl::drop_residual_backup() {
-  if (!backup_valid) return;
-  backup_valid = false;
-  std::error_code ec;
-  fs::remove(residual_backup_path(), ec);
+  std::vector<float> part(layout->fragment(f).numel);
+  backup->restore_into(torch::from_blob(part.data(), {static_cast<int64_t>(part.size())}, torch::kFloat32));
+  layout->scatter(f, part, residual);
 }
 
 void SiteService::Impl::save_state() {
@@ -780,6 +744,7 @@ SiteService::SiteService(SiteConfig cfg, fs::path run_dir, FollowerLink* followe
   impl_->followers = followers;
   impl_->cfg = std::move(cfg);
   impl_->run_dir = std::move(run_dir);
+  impl_->backup.emplace(impl_->run_dir / "residual_backup.bin");
 }
 SiteService::~SiteService() = default;
 void SiteService::request_stop() { g_stop.store(true); }
