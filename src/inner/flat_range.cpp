@@ -12,7 +12,8 @@ namespace longhaul::inner {
 FlatParamRange::FlatParamRange(torch::nn::Module& m) {
   offsets_.push_back(0);
   for (const auto& p : m.parameters(/*recurse=*/true)) {
-    flat_.push_back(p.detach().reshape({-1}));
+    LH_CHECK(p.is_contiguous(), "FlatParamRange needs contiguous parameters");
+    flat_.push_back(p.detach().view({-1}));  // a view: write() reaches the parameter
     offsets_.push_back(offsets_.back() + static_cast<uint64_t>(p.numel()));
   }
 }
@@ -43,6 +44,15 @@ void FlatParamRange::read(uint64_t begin, std::span<float> out) const {
                                   .contiguous();
       std::memcpy(out.data() + to, h.data_ptr<float>(), take * sizeof(float));
     }
+  });
+}
+
+void FlatParamRange::write(uint64_t begin, std::span<const float> in) const {
+  torch::NoGradGuard no_grad;
+  for_each_piece(begin, in.size(), [&](size_t i, uint64_t at, uint64_t take, uint64_t from) {
+    const torch::Tensor src = torch::from_blob(const_cast<float*>(in.data() + from), {static_cast<int64_t>(take)},
+                                               torch::kFloat32);
+    flat_[i].narrow(0, static_cast<int64_t>(at), static_cast<int64_t>(take)).copy_(src);
   });
 }
 

@@ -19,6 +19,9 @@ class FlatParamRange {
   uint64_t size() const { return offsets_.back(); }
   // out = flat[begin, begin + out.size()) as host fp32 (InvariantError past the end).
   void read(uint64_t begin, std::span<float> out) const;
+  // flat[begin, begin + in.size()) = in, into the parameters (their device and dtype), under
+  // NoGradGuard; the optimizer state is untouched.
+  void write(uint64_t begin, std::span<const float> in) const;
   // flat[begin, begin + n) as a new 1-D fp32 tensor on the parameters' device.
   torch::Tensor slice(uint64_t begin, uint64_t n) const;
 

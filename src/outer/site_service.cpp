@@ -42,6 +42,7 @@ using Ms = std::chrono::milliseconds;
 
 namespace {
 std::atomic<bool> g_stop{false};
+constexpr uint64_t kRangePiece = uint64_t{1} << 20;  // floats per piece of the local parameters read at once
 
 std::vector<float> load_floats(const fs::path& p, size_t n) {
   std::string s = read_file(p);
@@ -446,11 +447,16 @@ void SiteService::Impl::on_round_start(const Message& m) {
     up.payload = encode_upload(o);
   } else {  // fragment f only: Δ_f = θ[f] − θ_local[f], its residual slice, its manifest
     std::vector<float> delta = layout->gather(f, theta);
-    {
-      std::vector<float> local = inner::params_to_flat(*trainer->model());  // θ_local, host fp32
-      const std::vector<float> mine = layout->gather(f, local);
-      std::vector<float>().swap(local);
-      for (size_t i = 0; i < delta.size(); ++i) delta[i] -= mine[i];
+    {  // θ_local[f] read range by range from the parameters: no 4N copy of them
+      const inner::FlatParamRange local(*trainer->model());
+      std::vector<float> mine;
+      size_t k = 0;
+      for (const FragmentRange& fr : layout->fragment(f).ranges)
+        for (uint64_t b = 0; b < fr.numel; b += kRangePiece) {
+          mine.resize(std::min<uint64_t>(kRangePiece, fr.numel - b));
+          local.read(fr.offset + b, mine);
+          for (const float v : mine) delta[k] -= v, ++k;
+        }
     }
     std::vector<float> res = layout->gather(f, residual);
     backup_residual(f, torch::from_blob(res.data(), {static_cast<int64_t>(res.size())}, torch::kFloat32));
@@ -543,9 +549,20 @@ void SiteService::Impl::on_round_result(const Message& m) {
   if (!streaming()) {
     theta_to_params();
   } else {  // fragment f back from θ: copied (τ = 0) or mixed with the τ steps since the upload
-    std::vector<float> local = inner::params_to_flat(*trainer->model());
-    merge_fragment(*layout, f, overlap_steps > 0 ? merge_alpha : 0.f, theta, local);
-    inner::flat_to_params(*trainer->model(), local);
+    // merge_fragment()'s arithmetic, range by range in the parameters: no 4N copy of them.
+    const float alpha = overlap_steps > 0 ? merge_alpha : 0.f, beta = 1.f - alpha;
+    LH_CHECK(alpha >= 0.f && alpha < 1.f, "merge alpha ", alpha);
+    const inner::FlatParamRange local(*trainer->model());
+    std::vector<float> buf;
+    for (const FragmentRange& fr : layout->fragment(f).ranges)
+      for (uint64_t b = 0; b < fr.numel; b += kRangePiece) {
+        buf.resize(std::min<uint64_t>(kRangePiece, fr.numel - b));
+        const uint64_t at = fr.offset + b;
+        if (alpha != 0.f) local.read(at, buf);
+        for (size_t i = 0; i < buf.size(); ++i)
+          buf[i] = alpha == 0.f ? theta[at + i] : alpha * buf[i] + beta * theta[at + i];
+        local.write(at, buf);
+      }
   }
   bool contributed = false, stale_contributed = false;
   for (const auto& c : res.contributors) contributed |= c == cfg.id;

@@ -123,8 +123,8 @@ TEST(DeviceQuantizer, CudaBitwiseEqualToCodec) {
   check_errors(torch::Device(torch::kCUDA, 0));
 }
 
-// FlatParamRange reads the same values as params_to_flat, across parameter boundaries.
-TEST(FlatParamRange, ReadsAndSlicesAcrossParameters) {
+// FlatParamRange reads (and writes) the same values as params_to_flat, across parameter boundaries.
+TEST(FlatParamRange, ReadsWritesAndSlicesAcrossParameters) {
   torch::nn::Sequential net(torch::nn::Linear(5, 3), torch::nn::Linear(3, 7));
   std::vector<float> all;
   for (const auto& p : net->parameters()) {
@@ -142,6 +142,17 @@ TEST(FlatParamRange, ReadsAndSlicesAcrossParameters) {
     EXPECT_EQ(0, std::memcmp(s.data_ptr<float>(), all.data() + b, n * sizeof(float)));
   }
   EXPECT_EQ(params_xxh64(*net), XXH64(all.data(), all.size() * sizeof(float), 0));
+  // write() reaches the parameters themselves, across their boundaries.
+  std::vector<float> v(9);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = 100.0f + float(i);
+  r.write(14, v);  // the first Linear has 5*3 + 3 = 18 values: this spans into the second
+  for (size_t i = 0; i < v.size(); ++i) all[14 + i] = v[i];
+  std::vector<float> now;
+  for (const auto& p : net->parameters()) {
+    auto c = p.detach().reshape({-1}).contiguous();
+    now.insert(now.end(), c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  }
+  EXPECT_EQ(now, all);
 }
 
 }  // namespace
