@@ -13,6 +13,7 @@
 #include "inner/checkpoint.h"
 #include "inner/corpus.h"
 #include "inner/flat_params.h"
+#include "inner/flat_range.h"
 #include "inner/process_group.h"
 #include "inner/trainer.h"
 #include "outer/param_hash.h"
@@ -41,7 +42,8 @@ bool broadcast_go(inner::SiteProcessGroup& pg, bool go) {
   return t.item<int64_t>() != 0;
 }
 
-uint64_t model_hash(inner::Trainer& trainer) { return param_hash(inner::params_to_flat(*trainer.model())); }
+// Streamed (inner::params_xxh64): no 4N-byte flat copy beside the model and AdamW state.
+uint64_t model_hash(inner::Trainer& trainer) { return inner::params_xxh64(*trainer.model()); }
 }  // namespace
 
 FollowerLink::FollowerLink(inner::SiteProcessGroup& pg, std::chrono::duration<double> ready_timeout)

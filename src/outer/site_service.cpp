@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iomanip>
@@ -16,7 +17,10 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "inner/checkpoint.h"
+#include "inner/device_quantizer.h"
 #include "inner/flat_params.h"
+#include "inner/flat_range.h"
+#include "inner/residual_backup.h"
 #include "inner/trainer.h"
 #include "outer/fragment_layout.h"
 #include "outer/fragment_merge.h"
@@ -27,6 +31,7 @@
 #include "transport/channel_client.h"
 #include "transport/channel_server.h"
 #include "transport/codec.h"
+#include "transport/wire_format.h"
 
 namespace longhaul::outer {
 
@@ -37,6 +42,7 @@ using Ms = std::chrono::milliseconds;
 
 namespace {
 std::atomic<bool> g_stop{false};
+constexpr uint64_t kRangePiece = uint64_t{1} << 20;  // floats per piece of the local parameters read at once
 
 std::vector<float> load_floats(const fs::path& p, size_t n) {
   std::string s = read_file(p);
@@ -59,10 +65,30 @@ struct SiteService::Impl {
   uint64_t manifest_hash = 0;
   std::vector<float> theta;            // θ_round as published (bitwise the coordinator's)
   std::vector<float> residual;         // error feedback e_k, all of θ
-  // Fragment backup_fragment's slice of the residual before the last upload (restored if that
-  // upload is refused); P = 1: all of it.
-  std::vector<float> residual_backup;
-  int backup_fragment = 0;
+  // The device path (issue 13 §2): a site whose model is on a GPU (P = 1, τ = 0) keeps θ_r and
+  // the residual there instead (theta and residual above stay empty): Δ and its int8/int4
+  // quantization are computed on the device and only the quantized bytes cross to the host.
+  // LONGHAUL_SITE_DEVICE_QUANTIZE=1 takes this path on the CPU too (tests).
+  std::optional<torch::Device> state_device;
+  torch::Tensor theta_dev, residual_dev;  // 1-D fp32 on *state_device
+  bool on_device() const { return state_device.has_value(); }
+  bool have_theta() const { return on_device() ? theta_dev.defined() : !theta.empty(); }
+  uint64_t theta_hash() const { return on_device() ? inner::tensor_xxh64(theta_dev) : param_hash(theta); }
+  void theta_to_params() {
+    if (on_device()) return inner::flat_tensor_to_params(*trainer->model(), theta_dev);
+    inner::flat_to_params(*trainer->model(), theta);
+  }
+  void set_theta(const Message& m);           // θ ← decode(welcome payload)
+  void add_to_theta(const Message& m);        // θ += decode(round result payload), P = 1
+  transport::Bytes encode_upload(const transport::CodecOptions& o);  // P = 1: Q(θ_r − θ_local + e)
+  // The residual's slice of the last upload's fragment as it was before that upload (tag: the
+  // fragment; P = 1: all of it), restored if the upload is refused. Kept in a file in the run
+  // dir, not in memory: 4N bytes the site would otherwise carry through its upload (issue 13
+  // §2); dropped once the upload is settled. Set at construction (run_dir is known then).
+  std::optional<inner::ResidualBackup> backup;
+  void backup_residual(int f, const torch::Tensor& slice) { backup->save(slice, f); }
+  void restore_residual();
+  void drop_residual_backup() { backup->drop(); }
   // Streaming DiLoCo (issue #11; the welcome carries the run's fixed schedule). θ above stays the
   // global θ (bitwise the coordinator's); the model holds this site's local parameters, which
   // differ from θ in every fragment not just exchanged. P = 1 and τ = 0: plain DiLoCo.
@@ -279,7 +305,22 @@ void SiteService::Impl::on_welcome(const Message& m) {
     model_json = w.model;
     manifest = inner::param_manifest(*trainer->model());
     manifest_hash = manifest.hash();
-    residual.assign(manifest.total_elements(), 0.f);
+    // The process-wide cache of freed payload buffers (transport/bytes.h, 1 GiB by default) would
+    // keep the welcome's fp32 θ (4N) and each round's payloads resident through training (issue
+    // 13 §2): a site keeps at most two int8 payloads' worth (an upload and a result, N bytes
+    // each), so the larger buffers go back to the system when freed.
+    transport::set_recycle_limit_bytes(2 * manifest.total_elements());
+    const torch::Device dev = trainer->model()->parameters().front().device();
+    const char* force = std::getenv("LONGHAUL_SITE_DEVICE_QUANTIZE");
+    if ((!dev.is_cpu() || (force && std::string(force) == "1")) && w.fragments == 1 && w.overlap_steps == 0) {
+      state_device = dev;
+      residual_dev = torch::zeros({static_cast<int64_t>(manifest.total_elements())},
+                                  torch::TensorOptions().dtype(torch::kFloat32).device(dev));
+      LH_LOG(Info, "site") << cfg.id << ": θ_r and the residual on " << dev.str()
+                           << ": the pseudo-gradient is quantized there";
+    } else {
+      residual.assign(manifest.total_elements(), 0.f);
+    }
     if (auto p = inner::latest_checkpoint(run_dir)) {
       const std::string ck_run = inner::read_checkpoint_meta(*p).extra.value("run_id", std::string());
       if (!ck_run.empty() && ck_run != run_id)
@@ -308,13 +349,12 @@ void SiteService::Impl::on_welcome(const Message& m) {
     LH_LOG(Info, "site") << cfg.id << ": streaming DiLoCo, " << fragments << " fragment(s), overlap "
                          << overlap_steps << " steps, merge alpha " << merge_alpha;
   forget_ahead();  // the local parameters restart from the welcome's θ
-  theta.resize(manifest.total_elements());
   bytes_down += m.payload.size();
   last_download_s = m.receive_s;  // the welcome's θ is the first download the link carried
   last_download_bytes = m.payload.size();
-  transport::decode(m.payload, theta, manifest_hash);
-  if (param_hash(theta) != w.param_hash) throw transport::ChannelError("welcome θ hash mismatch");
-  inner::flat_to_params(*trainer->model(), theta);
+  set_theta(m);
+  if (theta_hash() != w.param_hash) throw transport::ChannelError("welcome θ hash mismatch");
+  theta_to_params();
   round = w.round;
   LH_LOG(Info, "site") << cfg.id << ": joined run " << run_id << " at round " << round;
 }
@@ -361,7 +401,7 @@ void SiteService::Impl::on_round_start(const Message& m) {
   const int64_t now_steps = std::max<int64_t>(0, H - ahead_steps);
   LH_LOG(Info, "site") << cfg.id << ": round " << r << ": training " << now_steps << " steps"
                        << (streaming() ? " (fragment " + std::to_string(f) + ")" : std::string());
-  if (!streaming()) inner::flat_to_params(*trainer->model(), theta);
+  if (!streaming()) theta_to_params();
   if (rs.schedule_step) trainer->follow_schedule(static_cast<double>(*rs.schedule_step), rs.schedule_stride);
   // θ_r on this site's own held-out split (the coordinator combines the sites' losses);
   // streaming: the global θ once per P rounds, evaluated in place of the local parameters.
@@ -379,7 +419,7 @@ void SiteService::Impl::on_round_start(const Message& m) {
   const auto t_compute = std::chrono::steady_clock::now();
   const int64_t eval_tokens = cfg.train.train.eval_batches * cfg.train.train.batch_size * trainer_block_size();
   if (followers) {  // they run this round's steps and the overlap after its upload
-    const uint64_t h = streaming() ? param_hash(inner::params_to_flat(*trainer->model())) : param_hash(theta);
+    const uint64_t h = streaming() ? inner::params_xxh64(*trainer->model()) : theta_hash();
     followers->start_round(r, now_steps + overlap_steps, now_steps, model_json, h, *trainer);
   }
   auto keep_going = [&] { return followers ? followers->step_gate(!g_stop.load()) : !g_stop.load(); };
@@ -395,34 +435,34 @@ void SiteService::Impl::on_round_start(const Message& m) {
   const double compute_s =
       ahead_compute_s + std::chrono::duration<double>(std::chrono::steady_clock::now() - t_compute).count();
   forget_ahead();
-  // Memory (issue 13 §2): the stale gradients go first, so θ_r, the residual, its backup and Δ
-  // (4N bytes each) sit beside the model and AdamW state only, never beside 4N of gradients.
+  // Memory (issue 13 §2): the stale gradients go first, so θ_r and the residual (4N bytes each)
+  // sit beside the model and AdamW state only, never beside 4N of gradients. P = 1: Δ is never
+  // whole (computed a chunk at a time from θ_r and the parameters while encoding) and the
+  // residual's backup goes to a file: the upload holds 5 x 4N + the payload.
   trainer->release_gradients();
   Message up;
   up.type = protocol::kUpload;
-  {
-    std::vector<float> local = inner::params_to_flat(*trainer->model());  // θ_local, host fp32
-    last_trained_hash = param_hash(local);
-    if (!streaming()) {
-      std::vector<float>& delta = local;
-      for (size_t i = 0; i < delta.size(); ++i) delta[i] = theta[i] - delta[i];  // Δ = θ_r − θ_local
-      residual_backup = residual;  // freed at the round's result once acked (on_round_result)
-      backup_fragment = 0;
-      up.payload = transport::encode_with_feedback(delta, residual, manifest, o);
-    } else {  // fragment f only: Δ_f = θ[f] − θ_local[f], its residual slice, its manifest
-      std::vector<float> delta = layout->gather(f, theta);
-      {
-        const std::vector<float> mine = layout->gather(f, local);
-        std::vector<float>().swap(local);
-        for (size_t i = 0; i < delta.size(); ++i) delta[i] -= mine[i];
-      }
-      std::vector<float> res = layout->gather(f, residual);
-      residual_backup = res;
-      backup_fragment = f;
-      up.payload = transport::encode_with_feedback(delta, res, layout->manifest(f), o);
-      layout->scatter(f, res, residual);
+  last_trained_hash = inner::params_xxh64(*trainer->model());
+  if (!streaming()) {
+    up.payload = encode_upload(o);
+  } else {  // fragment f only: Δ_f = θ[f] − θ_local[f], its residual slice, its manifest
+    std::vector<float> delta = layout->gather(f, theta);
+    {  // θ_local[f] read range by range from the parameters: no 4N copy of them
+      const inner::FlatParamRange local(*trainer->model());
+      std::vector<float> mine;
+      size_t k = 0;
+      for (const FragmentRange& fr : layout->fragment(f).ranges)
+        for (uint64_t b = 0; b < fr.numel; b += kRangePiece) {
+          mine.resize(std::min<uint64_t>(kRangePiece, fr.numel - b));
+          local.read(fr.offset + b, mine);
+          for (const float v : mine) delta[k] -= v, ++k;
+        }
     }
-  }  // Δ is freed before the message is copied and sent
+    std::vector<float> res = layout->gather(f, residual);
+    backup_residual(f, torch::from_blob(res.data(), {static_cast<int64_t>(res.size())}, torch::kFloat32));
+    up.payload = transport::encode_with_feedback(delta, res, layout->manifest(f), o);
+    layout->scatter(f, res, residual);
+  }  // Δ is freed before the message is sent
   last_train_loss = loss_sum / std::max<int64_t>(1, steps);
   last_tokens = tokens;
   up.header = {{"round", r}, {"tokens", tokens}, {"steps", steps}, {"train_loss", last_train_loss},
@@ -483,16 +523,15 @@ void SiteService::Impl::on_round_result(const Message& m) {
   last_download_s = m.receive_s;
   last_download_bytes = m.payload.size();
   // The round's result settles its upload (acks precede results on the connection): the
-  // residual's backup (4N) goes before the next round's training.
-  std::vector<float>().swap(residual_backup);
+  // residual's backup is no longer needed.
+  drop_residual_backup();
   const int f = res.fragment;
   if (f >= fragments)
     throw protocol::ProtocolError("round_result for fragment " + std::to_string(f) + " but the run has " +
                                   std::to_string(fragments) + " fragment(s)");
   if (!m.payload.empty()) {  // empty: the round applied nothing, θ is unchanged
     if (fragments == 1) {
-      // θ += decode(payload), chunk by chunk: no 4N-byte update vector (bitwise the same sum).
-      transport::decode_accumulate(m.payload, theta, 1.0f, manifest_hash);
+      add_to_theta(m);
     } else {  // θ[f] += decode(payload), as the coordinator added it
       std::vector<float> u(layout->fragment(f).numel);
       transport::decode(m.payload, u, layout->manifest(f).hash());
@@ -500,7 +539,7 @@ void SiteService::Impl::on_round_result(const Message& m) {
     }
   }
   const uint64_t want = res.param_hash;
-  uint64_t got = param_hash(theta);
+  uint64_t got = theta_hash();
   if (got != want) {
     ++hash_mismatches;
     return resync("θ hash " + protocol::hex64(got) + " after round " + std::to_string(r) +
@@ -508,11 +547,22 @@ void SiteService::Impl::on_round_result(const Message& m) {
   }
   round = next;
   if (!streaming()) {
-    inner::flat_to_params(*trainer->model(), theta);
+    theta_to_params();
   } else {  // fragment f back from θ: copied (τ = 0) or mixed with the τ steps since the upload
-    std::vector<float> local = inner::params_to_flat(*trainer->model());
-    merge_fragment(*layout, f, overlap_steps > 0 ? merge_alpha : 0.f, theta, local);
-    inner::flat_to_params(*trainer->model(), local);
+    // merge_fragment()'s arithmetic, range by range in the parameters: no 4N copy of them.
+    const float alpha = overlap_steps > 0 ? merge_alpha : 0.f, beta = 1.f - alpha;
+    LH_CHECK(alpha >= 0.f && alpha < 1.f, "merge alpha ", alpha);
+    const inner::FlatParamRange local(*trainer->model());
+    std::vector<float> buf;
+    for (const FragmentRange& fr : layout->fragment(f).ranges)
+      for (uint64_t b = 0; b < fr.numel; b += kRangePiece) {
+        buf.resize(std::min<uint64_t>(kRangePiece, fr.numel - b));
+        const uint64_t at = fr.offset + b;
+        if (alpha != 0.f) local.read(at, buf);
+        for (size_t i = 0; i < buf.size(); ++i)
+          buf[i] = alpha == 0.f ? theta[at + i] : alpha * buf[i] + beta * theta[at + i];
+        local.write(at, buf);
+      }
   }
   bool contributed = false, stale_contributed = false;
   for (const auto& c : res.contributors) contributed |= c == cfg.id;
@@ -557,7 +607,7 @@ void SiteService::Impl::handle(const Message& m) {
       LH_LOG(Warn, "site") << cfg.id << ": round " << r << " upload " << a.status << ": "
                            << protocol::printable(a.reason, 512);
       // Nothing of it was applied: its fragment's residual as before it (P = 1: all of it).
-      if (!residual_backup.empty()) layout->scatter(backup_fragment, residual_backup, residual);
+      restore_residual();
       pending_upload.reset();
     }
     return;
@@ -579,6 +629,74 @@ void SiteService::Impl::handle(const Message& m) {
   LH_LOG(Warn, "site") << cfg.id << ": ignoring unknown message '" << protocol::printable(m.type, 64) << "'";
 }
 
+void SiteService::Impl::set_theta(const Message& m) {
+  const auto n = static_cast<int64_t>(manifest.total_elements());
+  if (!on_device()) {
+    theta.resize(static_cast<size_t>(n));
+    transport::decode(m.payload, theta, manifest_hash);
+    return;
+  }
+  torch::Tensor h = torch::empty({n}, torch::kFloat32);  // 4N of host scratch, at the welcome only
+  transport::decode(m.payload, std::span<float>(h.data_ptr<float>(), static_cast<size_t>(n)), manifest_hash);
+  theta_dev = h.to(*state_device);
+}
+
+void SiteService::Impl::add_to_theta(const Message& m) {
+  if (!on_device()) {
+    // θ += decode(payload), chunk by chunk: no 4N-byte update vector (bitwise the same sum).
+    transport::decode_accumulate(m.payload, theta, 1.0f, manifest_hash);
+    return;
+  }
+  // The update is decoded on the host (the codec's decoder), then added on the device: bitwise
+  // decode_accumulate's θ + 1 * u. θ is untouched when the payload does not decode.
+  const auto n = static_cast<int64_t>(manifest.total_elements());
+  torch::Tensor u = torch::empty({n}, torch::kFloat32);
+  transport::decode(m.payload, std::span<float>(u.data_ptr<float>(), static_cast<size_t>(n)), manifest_hash);
+  theta_dev.add_(u.to(*state_device));
+}
+
+transport::Bytes SiteService::Impl::encode_upload(const transport::CodecOptions& o) {
+  const inner::FlatParamRange local(*trainer->model());  // θ_local, read a chunk at a time
+  if (!on_device()) {
+    backup_residual(0, torch::from_blob(residual.data(), {static_cast<int64_t>(residual.size())}, torch::kFloat32));
+    auto delta = [&](uint64_t begin, std::span<float> out) {
+      local.read(begin, out);
+      for (size_t k = 0; k < out.size(); ++k) out[k] = theta[begin + k] - out[k];  // Δ = θ_r − θ_local
+    };
+    return transport::encode_with_feedback_pulled(delta, residual, manifest, o);
+  }
+  backup_residual(0, residual_dev);
+  auto delta_dev = [&](uint64_t begin, uint64_t n) {  // Δ = θ_r − θ_local, on the device
+    return theta_dev.narrow(0, static_cast<int64_t>(begin), static_cast<int64_t>(n)) - local.slice(begin, n);
+  };
+  if (transport::wire::is_quantized(o.encoding))
+    return inner::encode_with_feedback_on_device(delta_dev, residual_dev, manifest, o);
+  // fp32/bf16/fp16: the host codec, with Δ and the residual brought over (4N of host scratch).
+  torch::Tensor r = residual_dev.to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
+  std::span<float> rs(r.data_ptr<float>(), static_cast<size_t>(r.numel()));
+  auto delta = [&](uint64_t begin, std::span<float> out) {
+    const torch::Tensor d = delta_dev(begin, out.size()).to(torch::kCPU).contiguous();
+    std::memcpy(out.data(), d.data_ptr<float>(), out.size_bytes());
+  };
+  transport::Bytes payload = transport::encode_with_feedback_pulled(delta, rs, manifest, o);
+  residual_dev.copy_(r);
+  return payload;
+}
+
+void SiteService::Impl::restore_residual() {
+  if (!backup->valid()) return;
+  const int f = backup->tag();
+  if (fragments == 1) {  // straight into the residual (host or device), no 4N buffer
+    backup->restore_into(on_device() ? residual_dev
+                                     : torch::from_blob(residual.data(), {static_cast<int64_t>(residual.size())},
+                                                        torch::kFloat32));
+    return;
+  }
+  std::vector<float> part(layout->fragment(f).numel);
+  backup->restore_into(torch::from_blob(part.data(), {static_cast<int64_t>(part.size())}, torch::kFloat32));
+  layout->scatter(f, part, residual);
+}
+
 void SiteService::Impl::save_state() {
   if (!trainer) return;
   // One atomically written file: model, AdamW, data cursor (the trainer's), and this site's
@@ -586,7 +704,9 @@ void SiteService::Impl::save_state() {
   // re-sends it under its idempotency key instead of training its round again).
   json extra = {{"round", round}, {"run_id", run_id}, {"site", cfg.id}};
   inner::CheckpointBlobs blobs;
-  blobs["residual"] = torch::from_blob(residual.data(), {static_cast<int64_t>(residual.size())}, torch::kFloat32);
+  blobs["residual"] = on_device() ? residual_dev  // copied to the host by the writer
+                                  : torch::from_blob(residual.data(), {static_cast<int64_t>(residual.size())},
+                                                     torch::kFloat32);
   if (pending_upload) {
     extra["pending_upload"] = {{"type", pending_upload->type}, {"header", pending_upload->header},
                                {"acked", pending_acked}};
@@ -602,13 +722,21 @@ void SiteService::Impl::save_state() {
 void SiteService::Impl::load_state(const fs::path& p) {
   inner::CheckpointBlobs blobs = {{"residual", {}}, {"pending_upload", {}}};
   const inner::CheckpointMeta meta = trainer->load_checkpoint(p, &blobs);
+  const size_t n = manifest.total_elements();
   if (const torch::Tensor& r = blobs["residual"]; r.defined()) {
-    if (r.numel() != static_cast<int64_t>(residual.size()) || r.scalar_type() != torch::kFloat32)
+    if (r.numel() != static_cast<int64_t>(n) || r.scalar_type() != torch::kFloat32)
       throw DataError(p.string() + ": residual of " + std::to_string(r.numel()) + " values, the model has " +
-                      std::to_string(residual.size()) + " (a checkpoint of another model?)");
-    std::memcpy(residual.data(), r.contiguous().data_ptr<float>(), residual.size() * sizeof(float));
+                      std::to_string(n) + " (a checkpoint of another model?)");
+    if (on_device())
+      residual_dev.copy_(r.reshape({-1}));
+    else
+      std::memcpy(residual.data(), r.contiguous().data_ptr<float>(), n * sizeof(float));
   } else if (fs::path rp = run_dir / "residual.bin"; fs::exists(rp)) {  // written by older versions
-    residual = load_floats(rp, residual.size());
+    std::vector<float> v = load_floats(rp, n);
+    if (on_device())
+      residual_dev.copy_(torch::from_blob(v.data(), {static_cast<int64_t>(n)}, torch::kFloat32));
+    else
+      residual = std::move(v);
   }
   const json& pu = meta.extra.value("pending_upload", json());
   if (const torch::Tensor& b = blobs["pending_upload"]; b.defined() && pu.is_object()) {
@@ -633,6 +761,7 @@ SiteService::SiteService(SiteConfig cfg, fs::path run_dir, FollowerLink* followe
   impl_->followers = followers;
   impl_->cfg = std::move(cfg);
   impl_->run_dir = std::move(run_dir);
+  impl_->backup.emplace(impl_->run_dir / "residual_backup.bin");
 }
 SiteService::~SiteService() = default;
 void SiteService::request_stop() { g_stop.store(true); }
@@ -706,14 +835,14 @@ int SiteService::run() {
                          << "; a restart resumes from there";
   }
   if (s.followers) {  // the other ranks end with θ (the checkpoint above keeps the trained state)
-    if (s.trainer && !s.theta.empty()) inner::flat_to_params(*s.trainer->model(), s.theta);
+    if (s.trainer && s.have_theta()) s.theta_to_params();
     s.followers->finish(s.done ? "run complete" : "stopped", false, s.trainer ? s.trainer.get() : nullptr,
-                        param_hash(s.theta));
+                        s.have_theta() ? s.theta_hash() : param_hash(s.theta));
   }
   if (s.client) s.client->close();
-  if (!s.theta.empty()) {  // the θ this site ends with: scripts and tests compare it across replicas
+  if (s.have_theta()) {  // the θ this site ends with: scripts and tests compare it across replicas
     s.metrics << json{{"event", "final"}, {"round", s.round}, {"done", s.done},
-                      {"param_hash", protocol::hex64(param_hash(s.theta))}}.dump()
+                      {"param_hash", protocol::hex64(s.theta_hash())}}.dump()
               << "\n";
     s.metrics.flush();
   }

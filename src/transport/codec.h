@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -93,6 +94,33 @@ void encode_into(std::span<const float> x, const Manifest& m, const CodecOptions
 // not see, to be added to the next round's x (error feedback). residual.size() == x.size().
 Bytes encode_with_feedback(std::span<const float> x, std::span<float> residual,
                                             const Manifest& m, const CodecOptions& o);
+
+// Pulls x a chunk at a time: fills `out` with x[begin, begin + out.size()). Must give the same
+// values every time it is called for the same range.
+using ChunkSource = std::function<void(uint64_t begin, std::span<float> out)>;
+
+// encode_with_feedback() with x never held whole: bitwise the same payload and residual, and
+// the same contract (on EncodeError the residual is as before). x(begin, out) is called twice
+// per chunk (quantize pass, then feedback pass), in order, on the caller's thread; peak extra
+// memory is two chunks of floats. The site computes Δ = θ_r − θ_local this way, chunk by chunk.
+Bytes encode_with_feedback_pulled(const ChunkSource& x, std::span<float> residual,
+                                  const Manifest& m, const CodecOptions& o);
+
+// Writes the raw quantized bytes of one chunk (int8/int4 only): elements [begin, begin + n),
+// laid out as wire_format.h says: block_count(n, block_size) bf16 scale bits (little-endian u16
+// each), then the levels (int8: n bytes, one signed level each; int4: ceil(n / 2) bytes, element
+// 2i in the low nibble as level + 8, the high nibble of an odd last byte 0). `raw` holds exactly
+// that many bytes.
+using QuantizedChunkSource =
+    std::function<void(uint32_t chunk, uint64_t begin, uint64_t n, std::span<std::byte> raw)>;
+
+// A payload from blocks quantized elsewhere (e.g. on a GPU by inner::DeviceQuantizer): the same
+// chunking, byte shuffle + zstd and checksums as encode(), so a source that quantizes exactly as
+// the codec does gives bitwise the bytes encode() would. o.encoding must be int8 or int4
+// (InvariantError otherwise); a scale above the codec's maximum, or an int4 level byte out of
+// range, throws EncodeError naming the block. Chunks are pulled in order on the caller's thread.
+Bytes encode_prequantized(const QuantizedChunkSource& src, const Manifest& m,
+                          const CodecOptions& o);
 
 struct PayloadInfo {
   Encoding encoding;

@@ -72,12 +72,49 @@ std::vector<Bytes> compress_chunks(const std::byte* raw_base,
   return out;
 }
 
-void encode_impl(std::span<const float> x, float* residual, const Manifest& m,
+// Where the values come from: a whole vector, pulled chunk by chunk, or quantized elsewhere.
+struct Source {
+  std::span<const float> x;
+  const ChunkSource* pull = nullptr;
+  const QuantizedChunkSource* quantized = nullptr;
+};
+
+// Checks what a QuantizedChunkSource wrote: every scale within the codec's range, every level
+// one the codec could have produced (int8 -127..127; int4 nibbles 1..15, the odd tail 0).
+void check_prequantized(Encoding e, const std::byte* raw, uint64_t n, uint32_t block,
+                        uint64_t begin) {
+  const uint64_t nb = wire::block_count(n, block);
+  for (uint64_t b = 0; b < nb; ++b) {
+    if (wire::get_u16(raw + 2 * b) > kernels::kMaxScaleBits)  // also the sign bit
+      throw EncodeError(detail::concat("pre-quantized block at element ", begin + b * block,
+                                       ": scale bits ", wire::get_u16(raw + 2 * b),
+                                       " out of the codec's range"));
+  }
+  const std::byte* q = raw + 2 * nb;
+  if (e == Encoding::kInt8) {
+    for (uint64_t k = 0; k < n; ++k)
+      if (q[k] == std::byte{0x80})
+        throw EncodeError(detail::concat("pre-quantized element ", begin + k, ": level -128"));
+    return;
+  }
+  for (uint64_t k = 0; k < n; ++k) {
+    const unsigned byte = static_cast<unsigned>(q[k / 2]);
+    const unsigned nib = (k & 1) ? (byte >> 4) : (byte & 0xfu);
+    if (nib == 0)
+      throw EncodeError(detail::concat("pre-quantized element ", begin + k, ": int4 nibble 0"));
+  }
+  if ((n & 1) && (static_cast<unsigned>(q[n / 2]) >> 4) != 0)
+    throw EncodeError(detail::concat("pre-quantized chunk at element ", begin,
+                                     ": odd tail's high nibble not 0"));
+}
+
+void encode_impl(const Source& src, uint64_t n, float* residual, const Manifest& m,
                  const CodecOptions& o, Bytes& out) {
   validate(o);
-  LH_CHECK_EQ(m.total_elements(), static_cast<uint64_t>(x.size()));
-  const uint64_t n = x.size();
+  LH_CHECK_EQ(m.total_elements(), n);
   LH_CHECK(n <= wire::kMaxElements, "too many elements for one payload: ", n);
+  LH_CHECK(!src.quantized || wire::is_quantized(o.encoding),
+           "pre-quantized payloads are int8 or int4, not ", encoding_name(o.encoding));
   wire::Header h;
   h.encoding = o.encoding;
   h.block_size = wire::is_quantized(o.encoding) ? o.block_size : 0;
@@ -97,6 +134,15 @@ void encode_impl(std::span<const float> x, float* residual, const Manifest& m,
     out.resize(tend + raw_off[h.chunks]);  // reuses capacity
   std::byte* raw_base = out.data() + tend;
 
+  // x's values of chunk [begin, begin + ni): in place, or pulled into xs.
+  std::vector<float> xs;
+  if (src.pull) xs.resize(std::min<uint64_t>(n, o.chunk_elements));
+  auto x_at = [&](uint64_t begin, uint64_t ni) -> const float* {
+    if (!src.pull) return src.x.data() + begin;
+    (*src.pull)(begin, std::span<float>(xs.data(), ni));
+    return xs.data();
+  };
+
   // 1. Quantize x (+ residual) chunk by chunk into the raw area.
   std::vector<float> y;
   std::vector<uint64_t> raw_sum(
@@ -104,20 +150,25 @@ void encode_impl(std::span<const float> x, float* residual, const Manifest& m,
   if (residual) y.resize(std::min<uint64_t>(n, o.chunk_elements));
   for (uint32_t i = 0; i < h.chunks; ++i) {
     const uint64_t begin = uint64_t{i} * o.chunk_elements, ni = wire::chunk_elements_at(h, i);
-    const float* src = x.data() + begin;
-    if (residual) {
-      for (uint64_t k = 0; k < ni; ++k) y[k] = src[k] + residual[begin + k];
-      src = y.data();
+    std::byte* raw = raw_base + raw_off[i];
+    if (src.quantized) {
+      (*src.quantized)(i, begin, ni, std::span<std::byte>(raw, raw_off[i + 1] - raw_off[i]));
+      check_prequantized(h.encoding, raw, ni, h.block_size, begin);
+    } else {
+      const float* in = x_at(begin, ni);
+      if (residual) {
+        for (uint64_t k = 0; k < ni; ++k) y[k] = in[k] + residual[begin + k];
+        in = y.data();
+      }
+      const int64_t bad = kernels::encode_chunk(h.encoding, in, ni, h.block_size, raw);
+      if (bad != kernels::kOk) {
+        const uint64_t at = begin + static_cast<uint64_t>(bad);
+        throw EncodeError(detail::concat(
+            "cannot encode element ", at, " = ", in[bad], residual ? " (x + residual)" : "",
+            " as ", encoding_name(h.encoding), ": non-finite or out of the format's range"));
+      }
     }
-    const int64_t bad =
-        kernels::encode_chunk(h.encoding, src, ni, h.block_size, raw_base + raw_off[i]);
-    if (bad != kernels::kOk) {
-      const uint64_t at = begin + static_cast<uint64_t>(bad);
-      throw EncodeError(detail::concat(
-          "cannot encode element ", at, " = ", src[bad], residual ? " (x + residual)" : "", " as ",
-          encoding_name(h.encoding), ": non-finite or out of the format's range"));
-    }
-    raw_sum[i] = XXH3_64bits(raw_base + raw_off[i], raw_off[i + 1] - raw_off[i]);
+    raw_sum[i] = XXH3_64bits(raw, raw_off[i + 1] - raw_off[i]);
   }
   // 2. Error feedback, only once everything encoded (so an EncodeError leaves residual as it was):
   //    residual = (x + residual) - decode(raw).
@@ -126,8 +177,9 @@ void encode_impl(std::span<const float> x, float* residual, const Manifest& m,
       const uint64_t begin = uint64_t{i} * o.chunk_elements, ni = wire::chunk_elements_at(h, i);
       kernels::decode_chunk(h.encoding, raw_base + raw_off[i], ni, h.block_size, y.data(), false,
                             0.0f);
+      const float* xi = x_at(begin, ni);
       for (uint64_t k = 0; k < ni; ++k)
-        residual[begin + k] = (x[begin + k] + residual[begin + k]) - y[k];
+        residual[begin + k] = (xi[k] + residual[begin + k]) - y[k];
     }
   }
   // 3. Lossless stage, then compaction: chunk i moves to `cursor` (never past its raw offset).
@@ -159,20 +211,34 @@ void encode_impl(std::span<const float> x, float* residual, const Manifest& m,
 
 Bytes encode(std::span<const float> x, const Manifest& m, const CodecOptions& o) {
   Bytes out;
-  encode_impl(x, nullptr, m, o, out);
+  encode_impl(Source{.x = x}, x.size(), nullptr, m, o, out);
   return out;
 }
 
 void encode_into(std::span<const float> x, const Manifest& m, const CodecOptions& o,
                  Bytes& out) {
-  encode_impl(x, nullptr, m, o, out);
+  encode_impl(Source{.x = x}, x.size(), nullptr, m, o, out);
 }
 
 Bytes encode_with_feedback(std::span<const float> x, std::span<float> residual,
                                             const Manifest& m, const CodecOptions& o) {
   LH_CHECK_EQ(residual.size(), x.size());
   Bytes out;
-  encode_impl(x, residual.data(), m, o, out);
+  encode_impl(Source{.x = x}, x.size(), residual.data(), m, o, out);
+  return out;
+}
+
+Bytes encode_with_feedback_pulled(const ChunkSource& x, std::span<float> residual,
+                                  const Manifest& m, const CodecOptions& o) {
+  Bytes out;
+  encode_impl(Source{.x = {}, .pull = &x}, residual.size(), residual.data(), m, o, out);
+  return out;
+}
+
+Bytes encode_prequantized(const QuantizedChunkSource& src, const Manifest& m,
+                          const CodecOptions& o) {
+  Bytes out;
+  encode_impl(Source{.x = {}, .pull = nullptr, .quantized = &src}, m.total_elements(), nullptr, m, o, out);
   return out;
 }
 
