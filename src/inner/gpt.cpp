@@ -102,7 +102,7 @@ GptImpl::GptImpl(const GptConfig& cfg) : cfg_(cfg) {
   }
 }
 
-torch::Tensor GptImpl::forward(const torch::Tensor& idx) {
+torch::Tensor GptImpl::hidden(const torch::Tensor& idx) {
   LH_CHECK(idx.dim() == 2 && idx.scalar_type() == torch::kLong, "idx must be [B, T] int64, got ",
            idx.sizes(), " ", idx.scalar_type());
   const int64_t T = idx.size(1);
@@ -114,7 +114,30 @@ torch::Tensor GptImpl::forward(const torch::Tensor& idx) {
   x = maybe_dropout(x, cfg_.dropout, is_training());
   for (const auto& block : *transformer->h) x = block->as<BlockImpl>()->forward(x);
   x = transformer->ln_f(x);
-  return torch::linear(x, transformer->wte->weight);  // tied lm_head, no bias: [B, T, vocab]
+  return x;
+}
+
+torch::Tensor GptImpl::forward(const torch::Tensor& idx) {
+  return torch::linear(hidden(idx), transformer->wte->weight);  // tied lm_head, no bias: [B, T, vocab]
+}
+
+std::pair<double, int64_t> GptImpl::loss_sum_chunked(const torch::Tensor& idx, const torch::Tensor& targets,
+                                                     int64_t positions) {
+  LH_CHECK(targets.sizes() == idx.sizes(), "targets ", targets.sizes(), " vs idx ", idx.sizes());
+  LH_CHECK(positions >= 1, "positions ", positions);
+  const torch::Tensor h = hidden(idx);  // [B, T, C]
+  double sum = 0;
+  int64_t count = 0;
+  for (int64_t t0 = 0; t0 < h.size(1); t0 += positions) {
+    const int64_t len = std::min(positions, h.size(1) - t0);
+    const torch::Tensor logits = torch::linear(h.narrow(1, t0, len), transformer->wte->weight);
+    const torch::Tensor y = targets.narrow(1, t0, len).reshape({-1});
+    sum += torch::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), y, /*weight=*/{}, at::Reduction::Sum,
+                                     /*ignore_index=*/-1)
+               .item<double>();
+    count += y.ne(-1).sum().item<int64_t>();
+  }
+  return {sum, count};
 }
 
 torch::Tensor GptImpl::loss(const torch::Tensor& idx, const torch::Tensor& targets) {

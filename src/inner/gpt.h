@@ -81,9 +81,17 @@ class GptImpl : public torch::nn::Module {
   // idx [B, T] int64 token ids (T <= block_size) -> logits [B, T, vocab_size] (fp32 outside
   // autocast). Unlike nanoGPT's inference shortcut, always returns every position.
   torch::Tensor forward(const torch::Tensor& idx);
+  // The final hidden states (after ln_f), [B, T, n_embd]: forward() before the lm_head.
+  torch::Tensor hidden(const torch::Tensor& idx);
   // Mean token cross-entropy (nats) of forward(idx) against targets [B, T] int64; scalar.
   // Targets equal to -1 are ignored (nanoGPT's ignore_index).
   torch::Tensor loss(const torch::Tensor& idx, const torch::Tensor& targets);
+  // The same loss as a sum over tokens and a count, with logits made `positions` positions at
+  // a time: activation memory B·positions·vocab instead of B·T·vocab (evaluation without
+  // autograd; at vocab 50304 and T 1024 the full logits are 206 MB per sequence).
+  // Returns {Σ token losses (fp64), tokens counted}.
+  std::pair<double, int64_t> loss_sum_chunked(const torch::Tensor& idx, const torch::Tensor& targets,
+                                              int64_t positions);
 
   const GptConfig& config() const { return cfg_; }
   // Number of distinct parameter elements (the tied lm_head counted once, wpe included).

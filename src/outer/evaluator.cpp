@@ -62,7 +62,10 @@ double Evaluator::loss(std::span<const float> theta) {
   for (size_t i = 0; i < offs.size(); i += batch_size_) {
     std::vector<int64_t> o(offs.begin() + i, offs.begin() + std::min(offs.size(), i + batch_size_));
     auto b = inner::make_batch(val_tokens_, o, T);
-    sum += model_->gpt->loss(b.x, b.y).item<double>();
+    // Logits 128 positions at a time (issue 13 §1: at GPT-2 size the full [T, vocab] logits
+    // and their log-softmax would be ~0.4 GB beside θ).
+    const auto [s, count] = model_->gpt->loss_sum_chunked(b.x, b.y, 128);
+    sum += count > 0 ? s / static_cast<double>(count) : 0.0;
     ++nb;
   }
   return nb ? sum / nb : std::nan("");

@@ -11,6 +11,7 @@
 #include "outer/parallel_for.h"
 #include "outer/param_hash.h"
 #include "outer/wire_bytes.h"
+#include "transport/bytes.h"
 #include "transport/codec.h"
 
 namespace longhaul::outer {
@@ -322,7 +323,14 @@ void Coordinator::Impl::finish_round_line() {
   json line = std::move(closed_line);
   closed_line = nullptr;
   const auto t_eval = Clock::now();
-  if (closed_line_eval) line["eval_loss"] = last_eval = evaluator->loss(theta_pub);  // θ_pub: the round's result
+  if (closed_line_eval) {
+    // The freed payload buffers kept for reuse go first: the model's activations take their
+    // place (issue 13 §1's budget), and the next round allocates afresh once.
+    const uint64_t keep = transport::recycle_limit_bytes();
+    transport::set_recycle_limit_bytes(0);
+    transport::set_recycle_limit_bytes(keep);
+    line["eval_loss"] = last_eval = evaluator->loss(theta_pub);  // θ_pub: the round's result
+  }
   line["eval_s"] = seconds_since(t_eval);
   phases.lap("evaluation");  // (also the opening of the next round, which came first)
   phases.finish();

@@ -123,6 +123,24 @@ TEST_F(GptModel, ForwardShapesAndInitialLoss) {
   EXPECT_THROW(m->forward(torch::zeros({17}, torch::kLong)), InvariantError);     // not [B, T]
 }
 
+// The evaluator's loss, logits a few positions at a time: the same mean as loss() (to fp32
+// rounding), ignored targets included.
+TEST_F(GptModel, ChunkedLossSumIsTheMeanLossTimesTheTokens) {
+  torch::manual_seed(1);
+  Gpt m(tiny());
+  torch::NoGradGuard ng;
+  auto idx = torch::randint(0, 64, {3, 16}, torch::kLong);
+  auto y = torch::randint(0, 64, {3, 16}, torch::kLong);
+  y.index_put_({1, 5}, -1);
+  const double mean = m->loss(idx, y).item<double>();
+  for (int64_t positions : {1, 5, 16, 100}) {
+    const auto [sum, count] = m->loss_sum_chunked(idx, y, positions);
+    EXPECT_EQ(count, 47) << positions;
+    EXPECT_NEAR(sum / count, mean, 1e-6 * mean) << positions;
+  }
+  EXPECT_THROW(m->loss_sum_chunked(idx, y, 0), InvariantError);
+}
+
 TEST_F(GptModel, InitStatisticsFollowGpt2) {
   torch::manual_seed(1);
   GptConfig c;  // defaults: 4 layers, C = 128
