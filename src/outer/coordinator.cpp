@@ -139,8 +139,7 @@ void Coordinator::Impl::finish_run() {
   // The trained model: the published θ (what every site holds), as model.safetensors +
   // model.json in the run dir, loadable into nanoGPT like `longhaul train`'s export.
   {
-    inner::Gpt model(cfg.model);
-    inner::flat_to_params(*model, theta_pub);
+    inner::Gpt model = evaluator->model_of(theta_pub);  // views of θ_pub: no copy
     inner::export_model(model, run_dir);
   }
   LH_LOG(Info, "coordinator") << "exported the final model to " << (run_dir / "model.safetensors").string()

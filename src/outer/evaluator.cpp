@@ -43,10 +43,16 @@ void Evaluator::bind(std::span<const float> theta) {
 }
 
 void Evaluator::adopt(inner::Gpt model, std::span<const float> theta) {
-  if (!enabled()) return;  // dropped: nothing to evaluate
   model_->gpt = std::move(model);
   torch::NoGradGuard ng;
   bind(theta);
+}
+
+inner::Gpt Evaluator::model_of(std::span<const float> theta) {
+  torch::NoGradGuard ng;
+  if (!model_->gpt) model_->gpt = inner::Gpt(cfg_);
+  bind(theta);
+  return model_->gpt;
 }
 
 double Evaluator::loss(std::span<const float> theta) {

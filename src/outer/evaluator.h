@@ -29,8 +29,11 @@ class Evaluator {
   double loss(std::span<const float> theta);
   // Takes over a model of this config (the one that gave θ0 and the manifest) instead of
   // building one at the first loss(), and makes its parameters views of `theta` at once: its
-  // own 4N bytes are freed now, while memory is low. No-op when disabled.
+  // own 4N bytes are freed now, while memory is low (also when disabled: see model_of).
   void adopt(inner::Gpt model, std::span<const float> theta);
+  // That model with its parameters views of `theta` (valid while theta is), e.g. to export θ
+  // without a copy.
+  inner::Gpt model_of(std::span<const float> theta);
 
  private:
   void bind(std::span<const float> theta);
