@@ -45,6 +45,21 @@ void expect_hashes_agree(const Cluster& c, const std::vector<std::string>& sites
   }
 }
 
+// After a coordinator restart: the checkpoint is at `rounds` with one outer step per round, and
+// metrics.jsonl lists every round exactly once.
+void expect_every_round_applied_once(const Cluster& c, int64_t rounds) {
+  auto st = outer::load_coordinator_checkpoint(outer::coordinator_checkpoint_path(c.coordinator_dir()));
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->meta["next_round"], rounds);
+  EXPECT_EQ(st->meta["outer_steps"], rounds) << "an outer step was applied twice or lost";
+  std::set<int64_t> seen;
+  for (const auto& r : c.coordinator_rounds()) {
+    int64_t k = r["round"];
+    EXPECT_TRUE(seen.insert(k).second) << "round " << k << " closed twice";
+  }
+  EXPECT_EQ(static_cast<int64_t>(seen.size()), rounds);
+}
+
 size_t codec_bytes(const std::string& encoding) {
   torch::manual_seed(0);
   inner::GptConfig g;
@@ -299,16 +314,7 @@ TEST(Cluster, CoordinatorKilledAndRestartedResumesWithoutReapplyingARound) {
   ASSERT_EQ(c.port(), port) << Cluster::tail(coord.log());
   ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
   for (auto& p : sites) EXPECT_EQ(p.wait(60s), 0) << Cluster::tail(p.log());
-  auto st = outer::load_coordinator_checkpoint(outer::coordinator_checkpoint_path(c.coordinator_dir()));
-  ASSERT_TRUE(st);
-  EXPECT_EQ(st->meta["next_round"], 5);
-  EXPECT_EQ(st->meta["outer_steps"], 5) << "an outer step was applied twice or lost";
-  std::set<int64_t> seen;
-  for (const auto& r : c.coordinator_rounds()) {
-    int64_t k = r["round"];
-    EXPECT_TRUE(seen.insert(k).second) << "round " << k << " closed twice";
-  }
-  EXPECT_EQ(seen.size(), 5u);
+  expect_every_round_applied_once(c, 5);
   expect_hashes_agree(c, o.sites, false);
 }
 
@@ -356,16 +362,7 @@ TEST(Cluster, CoordinatorKilledDuringABackgroundCheckpointWriteRedoesTheRoundFro
                      "from the journal (3 upload(s)), θ hash " + published0 + " as published"),
             std::string::npos)
       << log;
-  auto st = outer::load_coordinator_checkpoint(outer::coordinator_checkpoint_path(dir));
-  ASSERT_TRUE(st);
-  EXPECT_EQ(st->meta["next_round"], 5);
-  EXPECT_EQ(st->meta["outer_steps"], 5) << "an outer step was applied twice or lost";
-  std::set<int64_t> seen;
-  for (const auto& r : c.coordinator_rounds()) {
-    int64_t k = r["round"];
-    EXPECT_TRUE(seen.insert(k).second) << "round " << k << " closed twice";
-  }
-  EXPECT_EQ(seen.size(), 5u);
+  expect_every_round_applied_once(c, 5);
   expect_hashes_agree(c, o.sites, false);
   EXPECT_TRUE(temp_file().empty()) << "the killed write's temp file was left behind";
   EXPECT_TRUE(fs::is_empty(dir / "journal")) << "journal files outlived their checkpoint";
