@@ -3,6 +3,7 @@
 // so that mutations reach the structural checks, the zstd bomb guard and the dequantizers
 // instead of all stopping at a checksum. Any crash, sanitizer report, or broken contract
 // (__builtin_trap below) is a bug. Inputs alternate between the AVX2 and the scalar kernels.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -42,6 +43,26 @@ void check(std::span<const std::byte> p) {
     if (!decoded) __builtin_trap();  // accumulate accepted what decode rejected
     for (size_t i = 0; i < out.size(); ++i)
       if (!(acc[i] == out[i] || (std::isnan(acc[i]) && std::isnan(out[i])))) __builtin_trap();
+  } catch (const DecodeError&) {
+    if (decoded) __builtin_trap();
+  }
+  // The scan (the coordinator's norm check) accepts exactly what decode accepts, and its sum
+  // and first non-finite value are those of the decoded values.
+  try {
+    const DecodedScan scan = decode_scan(p, info.elements, info.manifest_hash);
+    if (!decoded) __builtin_trap();
+    int64_t bad = -1;
+    for (size_t i = 0; i < out.size() && bad < 0; ++i)
+      if (!std::isfinite(out[i])) bad = static_cast<int64_t>(i);
+    if (scan.first_non_finite != bad) __builtin_trap();
+    double want = 0;  // per chunk over the finite values, chunk sums added in order
+    for (size_t lo = 0; lo < out.size(); lo += info.chunk_elements) {
+      double ss = 0;
+      for (size_t i = lo; i < std::min(out.size(), lo + info.chunk_elements); ++i)
+        if (std::isfinite(out[i])) ss += static_cast<double>(out[i]) * out[i];
+      want += ss;
+    }
+    if (!(scan.sum_squares == want)) __builtin_trap();
   } catch (const DecodeError&) {
     if (decoded) __builtin_trap();
   }
