@@ -208,10 +208,9 @@ int run_load(const LoadArgs& a) {
               {"tail_s_median", median(tails)},
               {"memcpy_s", memcpy_s},
               {"tail_over_memcpy", median(tails) / memcpy_s},
-              {"checkpoint_s_median", median(ckpts)},
-              // The tail less the checkpoint write (done before the publish, on purpose: see
-              // round_lifecycle.cpp), against the same memcpy.
-              {"tail_without_checkpoint_over_memcpy", (median(tails) - median(ckpts)) / memcpy_s},
+              // The checkpoint is written in the background after the publish (round journal):
+              // what a round's close waited for the previous one's write (normally 0).
+              {"checkpoint_wait_s_median", median(ckpts)},
               {"round_s_median", median(durations)}};
   std::printf("%s\n", out.dump().c_str());
   if (a.dir.empty()) fs::remove_all(dir);
