@@ -61,7 +61,7 @@ class GPT(nn.Module):
                 nn.init.zeros_(p)
 
     def forward(s, idx, targets):
-        x = s.wte(idx) + s.wpe(torch.arange(idx.shape[1]))
+        x = s.wte(idx) + s.wpe(torch.arange(idx.shape[1], device=idx.device))
         for b in s.h:
             x = b(x)
         logits = s.lm_head(s.ln_f(x))
