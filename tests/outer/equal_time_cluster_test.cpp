@@ -149,10 +149,11 @@ TEST(EqualTimeCluster, TransientStragglersUploadCountsStaleInTheNextRound) {
     EXPECT_LT(r["duration_s"].get<double>(), o.deadline_s) << r.dump();  // never the hard deadline
   }
   EXPECT_GE(without_c, 1) << "rounds closed without the stopped site";
-  // Its late upload counted in the round after. While it catches up it may be late once more
-  // (the next round opens as soon as the previous closes): each late upload counts once.
+  // Its late upload counted in the round after. While it catches up it may be late again
+  // (the next round opens as soon as the previous closes, and rounds are short): each late
+  // upload counts once, for a round it missed, so never more often than it missed a round.
   EXPECT_GE(stale_c, 1) << "its late upload did not count";
-  EXPECT_LE(stale_c, 2);
+  EXPECT_LE(stale_c, without_c);
   // The site saw it too, and every replica is bitwise the published θ after every round.
   int site_stale = 0;
   for (const auto& s : o.sites) {
