@@ -44,6 +44,14 @@ namespace {
 std::atomic<bool> g_stop{false};
 constexpr uint64_t kRangePiece = uint64_t{1} << 20;  // floats per piece of the local parameters read at once
 
+// fn(flat offset, length) for fragment f's ranges cut into pieces of at most kRangePiece
+// floats, in gather order.
+template <class Fn>
+void for_each_fragment_piece(const FragmentLayout& l, int f, Fn&& fn) {
+  for (const FragmentRange& fr : l.fragment(f).ranges)
+    for (uint64_t b = 0; b < fr.numel; b += kRangePiece) fn(fr.offset + b, std::min<uint64_t>(kRangePiece, fr.numel - b));
+}
+
 std::vector<float> load_floats(const fs::path& p, size_t n) {
   std::string s = read_file(p);
   if (s.size() != n * sizeof(float))
@@ -451,12 +459,11 @@ void SiteService::Impl::on_round_start(const Message& m) {
       const inner::FlatParamRange local(*trainer->model());
       std::vector<float> mine;
       size_t k = 0;
-      for (const FragmentRange& fr : layout->fragment(f).ranges)
-        for (uint64_t b = 0; b < fr.numel; b += kRangePiece) {
-          mine.resize(std::min<uint64_t>(kRangePiece, fr.numel - b));
-          local.read(fr.offset + b, mine);
-          for (const float v : mine) delta[k] -= v, ++k;
-        }
+      for_each_fragment_piece(*layout, f, [&](uint64_t at, uint64_t n) {
+        mine.resize(n);
+        local.read(at, mine);
+        for (const float v : mine) delta[k] -= v, ++k;
+      });
     }
     std::vector<float> res = layout->gather(f, residual);
     backup_residual(f, torch::from_blob(res.data(), {static_cast<int64_t>(res.size())}, torch::kFloat32));
@@ -554,15 +561,13 @@ void SiteService::Impl::on_round_result(const Message& m) {
     LH_CHECK(alpha >= 0.f && alpha < 1.f, "merge alpha ", alpha);
     const inner::FlatParamRange local(*trainer->model());
     std::vector<float> buf;
-    for (const FragmentRange& fr : layout->fragment(f).ranges)
-      for (uint64_t b = 0; b < fr.numel; b += kRangePiece) {
-        buf.resize(std::min<uint64_t>(kRangePiece, fr.numel - b));
-        const uint64_t at = fr.offset + b;
-        if (alpha != 0.f) local.read(at, buf);
-        for (size_t i = 0; i < buf.size(); ++i)
-          buf[i] = alpha == 0.f ? theta[at + i] : alpha * buf[i] + beta * theta[at + i];
-        local.write(at, buf);
-      }
+    for_each_fragment_piece(*layout, f, [&](uint64_t at, uint64_t n) {
+      buf.resize(n);
+      if (alpha != 0.f) local.read(at, buf);
+      for (size_t i = 0; i < buf.size(); ++i)
+        buf[i] = alpha == 0.f ? theta[at + i] : alpha * buf[i] + beta * theta[at + i];
+      local.write(at, buf);
+    });
   }
   bool contributed = false, stale_contributed = false;
   for (const auto& c : res.contributors) contributed |= c == cfg.id;
