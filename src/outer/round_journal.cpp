@@ -1,6 +1,7 @@
 #include "outer/round_journal.h"
 
 #include <charconv>
+#include <fstream>
 #include <system_error>
 
 #include "common/atomic_file.h"
@@ -42,9 +43,15 @@ std::string RoundJournal::keep_upload(int64_t round, int k,
 transport::Bytes RoundJournal::load_upload(const std::string& name) const {
   if (name.find('/') != std::string::npos || round_of(name) < 0)
     throw DataError((dir_ / name).string() + ": not a journal upload file name");
-  const std::string s = read_file(dir_ / name);
-  transport::Bytes b(s.size());
-  std::memcpy(b.data(), s.data(), s.size());
+  // Straight into the payload buffer (one copy of an upload, not three).
+  const fs::path path = dir_ / name;
+  std::ifstream in(path, std::ios::binary);
+  std::error_code ec;
+  const uintmax_t size = fs::file_size(path, ec);
+  if (!in || ec) throw DataError(path.string() + ": journal upload missing or unreadable");
+  transport::Bytes b(static_cast<size_t>(size));
+  if (!in.read(reinterpret_cast<char*>(b.data()), static_cast<std::streamsize>(size)))
+    throw DataError(path.string() + ": journal upload shorter than its size");
   return b;
 }
 
