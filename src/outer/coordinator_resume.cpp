@@ -180,7 +180,8 @@ void Coordinator::Impl::replay_journal() {
     const fs::path file = journal->dir() / ("r" + std::to_string(r) + ".json");
     auto bad = [&](const std::string& why) {
       return DataError(file.string() + ": cannot redo round " + std::to_string(r) + ": " + why +
-                       " (the run dir's coordinator.ckpt is at round " + std::to_string(r - 1) + ")");
+                       " (coordinator.ckpt holds the state before round " + std::to_string(r) +
+                       "; the run dir is left as it is)");
     };
     try {
       const int f = rec->at("fragment").get<int>();

@@ -11,6 +11,7 @@
 
 #include <torch/torch.h>
 
+#include "common/atomic_file.h"
 #include "inner/checkpoint.h"
 #include "inner/flat_params.h"
 #include "inner/gpt.h"
@@ -322,37 +323,49 @@ TEST(Cluster, CoordinatorKilledAndRestartedResumesWithoutReapplyingARound) {
 // that write (LONGHAUL_TEST_CHECKPOINT_PAUSE_S holds it midway, after θ master) leaves the old
 // checkpoint intact, and the restart redoes the published round from the round journal: no
 // round lost or applied twice, the redone θ is bitwise what the sites applied.
+fs::path checkpoint_temp_file(const fs::path& dir) {
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().rfind("coordinator.ckpt.tmp", 0) == 0) return e.path();
+  return fs::path();
+}
+
+// Starts the cluster with every background checkpoint write held midway
+// (LONGHAUL_TEST_CHECKPOINT_PAUSE_S) and SIGKILLs the coordinator inside round 0's write, after
+// round 0's result was published. `published0`: the θ hash round 0 published.
+void kill_inside_checkpoint_write(Cluster& c, Process& coord, std::vector<Process>& sites, std::string& published0) {
+  ::setenv("LONGHAUL_TEST_CHECKPOINT_PAUSE_S", "60", 1);
+  coord = c.start_coordinator();
+  ::unsetenv("LONGHAUL_TEST_CHECKPOINT_PAUSE_S");
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  const fs::path dir = c.coordinator_dir();
+  sites = c.start_sites();
+  ASSERT_TRUE(c.wait_for_rounds(1, 120s)) << Cluster::tail(coord.log());
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (checkpoint_temp_file(dir).empty() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(20ms);
+  ASSERT_FALSE(checkpoint_temp_file(dir).empty()) << "no checkpoint write in flight\n" << Cluster::tail(coord.log());
+  ASSERT_TRUE(fs::exists(dir / "journal" / "r0.json"));
+  published0 = c.coordinator_rounds().at(0)["param_hash"];
+  coord.signal(SIGKILL);
+  EXPECT_EQ(coord.wait(10s), 128 + SIGKILL);
+  // The checkpoint on disk is the complete one from before round 0, not a torn file.
+  auto st = outer::load_coordinator_checkpoint(outer::coordinator_checkpoint_path(dir));
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->meta["next_round"], 0);
+}
+
 TEST(Cluster, CoordinatorKilledDuringABackgroundCheckpointWriteRedoesTheRoundFromItsJournal) {
   ClusterOptions o;
   o.rounds = 5;
   o.inner_steps = 6;
   Cluster c("kill_ckpt_write", o);
-  ::setenv("LONGHAUL_TEST_CHECKPOINT_PAUSE_S", "60", 1);
-  Process coord = c.start_coordinator();
-  ::unsetenv("LONGHAUL_TEST_CHECKPOINT_PAUSE_S");
-  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  Process coord;
+  std::vector<Process> sites;
+  std::string published0;
+  kill_inside_checkpoint_write(c, coord, sites, published0);
+  if (HasFatalFailure()) return;
   const int port = c.port();
   const fs::path dir = c.coordinator_dir();
-  std::vector<Process> sites = c.start_sites();
-  ASSERT_TRUE(c.wait_for_rounds(1, 120s)) << Cluster::tail(coord.log());
-  // Round 0 was published; its checkpoint's temp file is half-written and held there.
-  auto temp_file = [&] {
-    for (const auto& e : fs::directory_iterator(dir))
-      if (e.path().filename().string().rfind("coordinator.ckpt.tmp", 0) == 0) return e.path();
-    return fs::path();
-  };
-  const auto until = std::chrono::steady_clock::now() + 30s;
-  while (temp_file().empty() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(20ms);
-  ASSERT_FALSE(temp_file().empty()) << "no checkpoint write in flight\n" << Cluster::tail(coord.log());
-  ASSERT_TRUE(fs::exists(dir / "journal" / "r0.json"));
-  const std::string published0 = c.coordinator_rounds().at(0)["param_hash"];
-  coord.signal(SIGKILL);
-  EXPECT_EQ(coord.wait(10s), 128 + SIGKILL);
-  {  // the checkpoint on disk is the complete one from before round 0, not a torn file
-    auto st = outer::load_coordinator_checkpoint(outer::coordinator_checkpoint_path(dir));
-    ASSERT_TRUE(st);
-    EXPECT_EQ(st->meta["next_round"], 0);
-  }
   coord = c.start_coordinator(port, "-restart");
   ASSERT_EQ(c.port(), port) << Cluster::tail(coord.log());
   ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
@@ -364,8 +377,41 @@ TEST(Cluster, CoordinatorKilledDuringABackgroundCheckpointWriteRedoesTheRoundFro
       << log;
   expect_every_round_applied_once(c, 5);
   expect_hashes_agree(c, o.sites, false);
-  EXPECT_TRUE(temp_file().empty()) << "the killed write's temp file was left behind";
+  EXPECT_TRUE(checkpoint_temp_file(dir).empty()) << "the killed write's temp file was left behind";
   EXPECT_TRUE(fs::is_empty(dir / "journal")) << "journal files outlived their checkpoint";
+}
+
+// A journal record whose redo does not give the θ the round published (damaged, or another
+// build's): the coordinator refuses to continue, naming the record, and leaves the run dir as
+// it was (the checkpoint before the round, the journal kept for inspection).
+TEST(Cluster, CoordinatorRefusesAJournalRecordWhoseRedoDiffersFromThePublishedTheta) {
+  ClusterOptions o;
+  o.rounds = 5;
+  o.inner_steps = 6;
+  Cluster c("kill_ckpt_tamper", o);
+  Process coord;
+  std::vector<Process> sites;
+  std::string published0;
+  kill_inside_checkpoint_write(c, coord, sites, published0);
+  if (HasFatalFailure()) return;
+  const int port = c.port();
+  const fs::path dir = c.coordinator_dir();
+  const fs::path record = dir / "journal" / "r0.json";
+  nlohmann::json rec = nlohmann::json::parse(read_file(record));
+  rec["param_hash"] = "0123456789abcdef";
+  std::ofstream(record) << rec.dump();
+  coord = c.start_coordinator(port, "-restart");
+  EXPECT_NE(coord.wait(120s), 0) << Cluster::tail(coord.log());
+  const std::string log = Cluster::tail(coord.log(), 1 << 20);
+  EXPECT_NE(log.find(record.string() + ": cannot redo round 0: redone, θ hash is " + published0 +
+                     " but the round published 0123456789abcdef (coordinator.ckpt holds the state before "
+                     "round 0; the run dir is left as it is)"),
+            std::string::npos)
+      << log;
+  auto st = outer::load_coordinator_checkpoint(outer::coordinator_checkpoint_path(dir));
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->meta["next_round"], 0) << "a refused redo must not write a checkpoint";
+  EXPECT_TRUE(fs::exists(record));
 }
 
 TEST(Cluster, InnerStepsEditedMidRunTakesEffectNextRound) {
