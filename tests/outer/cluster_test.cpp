@@ -28,24 +28,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Every site's θ hash after round r equals the coordinator's published hash for round r.
-void expect_hashes_agree(const Cluster& c, const std::vector<std::string>& sites, bool every_round) {
-  std::map<int64_t, std::string> coord;
-  for (const auto& r : c.coordinator_rounds()) coord[r["round"]] = r["param_hash"];
-  for (const auto& s : sites) {
-    auto rounds = c.site_rounds(s);
-    if (every_round) {
-      EXPECT_EQ(rounds.size(), coord.size()) << s;
-    }
-    for (const auto& r : rounds) {
-      int64_t k = r["round"];
-      ASSERT_TRUE(coord.count(k)) << s << " round " << k;
-      EXPECT_EQ(r["param_hash"], coord[k]) << s << " round " << k;
-      EXPECT_EQ(r["hash_mismatches"], 0) << s;
-    }
-  }
-}
-
 // After a coordinator restart: the checkpoint is at `rounds` with one outer step per round, and
 // metrics.jsonl lists every round exactly once.
 void expect_every_round_applied_once(const Cluster& c, int64_t rounds) {
@@ -354,16 +336,27 @@ void kill_inside_checkpoint_write(Cluster& c, Process& coord, std::vector<Proces
   EXPECT_EQ(st->meta["next_round"], 0);
 }
 
-TEST(Cluster, CoordinatorKilledDuringABackgroundCheckpointWriteRedoesTheRoundFromItsJournal) {
-  ClusterOptions o;
-  o.rounds = 5;
-  o.inner_steps = 6;
-  Cluster c("kill_ckpt_write", o);
+// A 5-round cluster whose coordinator kill_inside_checkpoint_write() killed.
+struct KilledInsideCheckpointWrite {
+  ClusterOptions o = [] {
+    ClusterOptions x;
+    x.rounds = 5;
+    x.inner_steps = 6;
+    return x;
+  }();
+  Cluster c;
   Process coord;
   std::vector<Process> sites;
   std::string published0;
-  kill_inside_checkpoint_write(c, coord, sites, published0);
+  explicit KilledInsideCheckpointWrite(const std::string& name) : c(name, o) {
+    kill_inside_checkpoint_write(c, coord, sites, published0);
+  }
+};
+
+TEST(Cluster, CoordinatorKilledDuringABackgroundCheckpointWriteRedoesTheRoundFromItsJournal) {
+  KilledInsideCheckpointWrite k("kill_ckpt_write");
   if (HasFatalFailure()) return;
+  auto& [o, c, coord, sites, published0] = k;
   const int port = c.port();
   const fs::path dir = c.coordinator_dir();
   coord = c.start_coordinator(port, "-restart");
@@ -385,15 +378,9 @@ TEST(Cluster, CoordinatorKilledDuringABackgroundCheckpointWriteRedoesTheRoundFro
 // build's): the coordinator refuses to continue, naming the record, and leaves the run dir as
 // it was (the checkpoint before the round, the journal kept for inspection).
 TEST(Cluster, CoordinatorRefusesAJournalRecordWhoseRedoDiffersFromThePublishedTheta) {
-  ClusterOptions o;
-  o.rounds = 5;
-  o.inner_steps = 6;
-  Cluster c("kill_ckpt_tamper", o);
-  Process coord;
-  std::vector<Process> sites;
-  std::string published0;
-  kill_inside_checkpoint_write(c, coord, sites, published0);
+  KilledInsideCheckpointWrite k("kill_ckpt_tamper");
   if (HasFatalFailure()) return;
+  auto& [o, c, coord, sites, published0] = k;
   const int port = c.port();
   const fs::path dir = c.coordinator_dir();
   const fs::path record = dir / "journal" / "r0.json";

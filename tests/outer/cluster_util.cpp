@@ -10,6 +10,10 @@
 #include <sstream>
 #include <thread>
 
+#include <gtest/gtest.h>
+
+#include <map>
+
 #include "outer/test_dirs.h"
 #include "transport/certs.h"
 
@@ -242,6 +246,24 @@ bool Cluster::wait_until_training(const Process& site, std::chrono::seconds time
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   return false;
+}
+
+// Every site's θ hash after round r equals the coordinator's published hash for round r.
+void expect_hashes_agree(const Cluster& c, const std::vector<std::string>& sites, bool every_round) {
+  std::map<int64_t, std::string> coord;
+  for (const auto& r : c.coordinator_rounds()) coord[r["round"]] = r["param_hash"];
+  for (const auto& s : sites) {
+    auto rounds = c.site_rounds(s);
+    if (every_round) {
+      EXPECT_EQ(rounds.size(), coord.size()) << s;
+    }
+    for (const auto& r : rounds) {
+      int64_t k = r["round"];
+      ASSERT_TRUE(coord.count(k)) << s << " round " << k;
+      EXPECT_EQ(r["param_hash"], coord[k]) << s << " round " << k;
+      EXPECT_EQ(r["hash_mismatches"], 0) << s;
+    }
+  }
 }
 
 }  // namespace longhaul::testing

@@ -94,4 +94,8 @@ class Cluster {
   int port_ = 0;
 };
 
+// Every site's θ hash after round r equals the coordinator's published hash for round r, with
+// no hash mismatch; every_round: each site also lists every round.
+void expect_hashes_agree(const Cluster& c, const std::vector<std::string>& sites, bool every_round);
+
 }  // namespace longhaul::testing
