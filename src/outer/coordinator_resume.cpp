@@ -97,10 +97,8 @@ void Coordinator::Impl::init_state() {
       throw UserError(ck.string() + ": the run was started with sync.fragments = " + std::to_string(ck_p) +
                       " but the config gives " + std::to_string(P) +
                       ": sync.fragments is fixed for a run (set it back, or use a fresh --run-dir)");
-    std::vector<float>().swap(st->theta_master);  // θ master is in the outer optimizer now
-    const std::vector<float> master(P > 1 ? std::vector<float>(outer->params().begin(), outer->params().end())
-                                          : std::vector<float>{});
-    outer->restore(P > 1 ? std::span<const float>(master) : outer->params(), st->momentum,
+    std::vector<float>().swap(st->theta_master);  // θ master is in the outer optimizer now (kept)
+    outer->restore({}, st->momentum,
                    m.value("outer_steps_by_fragment", std::vector<int64_t>{m.value("outer_steps", int64_t{0})}));
     std::vector<float>().swap(st->momentum);
     set_published(std::move(st->theta_published));

@@ -60,11 +60,13 @@ void FragmentOuter::restore(std::span<const float> params, std::span<const float
   LH_CHECK(static_cast<int>(steps.size()) == fragments(), "restore: ", steps.size(), " step counts for ",
            fragments(), " fragments");
   if (fragments() == 1) return opt_[0]->restore(params, momentum, steps[0]);
-  LH_CHECK(params.size() == layout_.total_elements(), "restore: θ of ", params.size());
-  master_.assign(params.begin(), params.end());
+  if (!params.empty()) {
+    LH_CHECK(params.size() == layout_.total_elements(), "restore: θ of ", params.size());
+    master_.assign(params.begin(), params.end());
+  }
   for (int p = 0; p < fragments(); ++p) {
     const std::vector<float> m = momentum.empty() || steps[p] == 0 ? std::vector<float>{} : layout_.gather(p, momentum);
-    opt_[p]->restore(layout_.gather(p, params), m, steps[p]);
+    opt_[p]->restore(params.empty() ? std::vector<float>{} : layout_.gather(p, params), m, steps[p]);
   }
 }
 

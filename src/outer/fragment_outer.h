@@ -42,8 +42,9 @@ class FragmentOuter {
   // All of the momentum (zeros where a fragment has none yet); empty while no fragment has any.
   std::span<const float> momentum_view() const;
   std::vector<int64_t> steps_taken() const;
-  // Restores θ master, the momentum (empty: none) and each fragment's step count (size P; a
-  // fragment with 0 steps gets no momentum, as before its first step).
+  // Restores θ master (empty: θ is kept as it is, e.g. constructed from the checkpoint), the
+  // momentum (empty: none) and each fragment's step count (size P; a fragment with 0 steps
+  // gets no momentum, as before its first step).
   void restore(std::span<const float> params, std::span<const float> momentum, const std::vector<int64_t>& steps);
 
  private:

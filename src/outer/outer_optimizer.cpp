@@ -130,9 +130,11 @@ std::span<const float> OuterOptimizer::momentum_view() const {
 
 void OuterOptimizer::restore(std::span<const float> params, std::span<const float> momentum,
                              int64_t steps) {
-  LH_CHECK_EQ(static_cast<int64_t>(params.size()), numel());
   torch::NoGradGuard ng;
-  impl_->theta.copy_(torch::from_blob(const_cast<float*>(params.data()), {numel()}, torch::kFloat32));
+  if (!params.empty()) {
+    LH_CHECK_EQ(static_cast<int64_t>(params.size()), numel());
+    impl_->theta.copy_(torch::from_blob(const_cast<float*>(params.data()), {numel()}, torch::kFloat32));
+  }
   impl_->momentum = torch::Tensor();
   if (!momentum.empty()) {
     LH_CHECK_EQ(static_cast<int64_t>(momentum.size()), numel());

@@ -73,7 +73,8 @@ class OuterOptimizer {
   std::vector<float> momentum_buffer() const;
   // The same without a copy: valid until the next step/restore.
   std::span<const float> momentum_view() const;
-  // Restores θ, the momentum buffer (may be empty: no momentum yet) and the step count.
+  // Restores θ (empty: kept as it is), the momentum buffer (may be empty: no momentum yet) and
+  // the step count.
   void restore(std::span<const float> params, std::span<const float> momentum, int64_t steps);
 
  private:

@@ -76,14 +76,20 @@ TEST(FragmentOuter, MomentumOfAFragmentWithoutStepsIsAbsentAndRestoreRoundTrips)
   FragmentOuter b(cfg, l, theta0);
   b.restore(a.params(), mom, a.steps_taken());
   EXPECT_EQ(b.steps_taken(), (std::vector<int64_t>{0, 1, 1}));
+  // The coordinator's resume: built from the checkpoint's θ, then only momentum and steps.
+  FragmentOuter c(cfg, l, to_vec(a.params()));
+  c.restore({}, mom, a.steps_taken());
   for (int r = 0; r < 4; ++r) {
     const int p = r % 3;
     const auto d = random_vector(l.fragment(p).numel, 50 + r, 0.1f);
     a.step(p, d);
     b.step(p, d);
+    c.step(p, d);
   }
   EXPECT_EQ(to_vec(a.params()), to_vec(b.params()));
   EXPECT_EQ(to_vec(a.momentum_view()), to_vec(b.momentum_view()));
+  EXPECT_EQ(to_vec(a.params()), to_vec(c.params()));
+  EXPECT_EQ(to_vec(a.momentum_view()), to_vec(c.momentum_view()));
 }
 
 TEST(FragmentOuter, OneFragmentIsThePlainOuterOptimizer) {
