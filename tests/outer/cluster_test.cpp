@@ -282,7 +282,7 @@ TEST(Cluster, SiteStoppedMidRoundResumesFromItsLastUploadWithStepsAndDataCursorI
 
 TEST(Cluster, CoordinatorKilledAndRestartedResumesWithoutReapplyingARound) {
   ClusterOptions o;
-  o.rounds = 5;
+  o.rounds = 8;
   o.inner_steps = 6;
   Cluster c("kill_coord", o);
   Process coord = c.start_coordinator();
@@ -290,14 +290,19 @@ TEST(Cluster, CoordinatorKilledAndRestartedResumesWithoutReapplyingARound) {
   const int port = c.port();
   std::vector<Process> sites = c.start_sites();
   ASSERT_TRUE(c.wait_for_rounds(2, 120s)) << Cluster::tail(coord.log());
+  // Rounds of this size close every ~50 ms: site-a is paused so that at most one more round
+  // closes before the kill, which must land mid-run.
+  sites[0].signal(SIGSTOP);
   coord.signal(SIGKILL);
   EXPECT_EQ(coord.wait(10s), 128 + SIGKILL);
+  sites[0].signal(SIGCONT);
+  ASSERT_LT(c.coordinator_rounds().size(), 8u) << "the run ended before the kill";
   std::this_thread::sleep_for(1s);
   coord = c.start_coordinator(port, "-restart");
   ASSERT_EQ(c.port(), port) << Cluster::tail(coord.log());
   ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
   for (auto& p : sites) EXPECT_EQ(p.wait(60s), 0) << Cluster::tail(p.log());
-  expect_every_round_applied_once(c, 5);
+  expect_every_round_applied_once(c, 8);
   expect_hashes_agree(c, o.sites, false);
 }
 
@@ -410,8 +415,17 @@ TEST(Cluster, InnerStepsEditedMidRunTakesEffectNextRound) {
   ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
   std::vector<Process> sites = c.start_sites();
   ASSERT_TRUE(c.wait_for_rounds(1, 120s)) << Cluster::tail(coord.log());
+  // Rounds of this size close every ~50 ms, faster than the watcher's poll: site-c is paused
+  // while the edit is made, so at most the open round (and one more, when site-c's upload for
+  // it was already sent) can close before the coordinator has read the change.
+  sites[2].signal(SIGSTOP);
   const size_t closed_before_edit = c.coordinator_rounds().size();
   ASSERT_TRUE(c.edit_coordinator_config("inner_steps = 3", "inner_steps = 7"));
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (Cluster::tail(coord.log(), 1 << 20).find("inner_steps 3 -> 7") == std::string::npos &&
+         std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(20ms);
+  sites[2].signal(SIGCONT);
   ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
   for (auto& p : sites) EXPECT_EQ(p.wait(60s), 0) << Cluster::tail(p.log());
   auto rounds = c.coordinator_rounds();
@@ -426,8 +440,11 @@ TEST(Cluster, InnerStepsEditedMidRunTakesEffectNextRound) {
       first7 = i;
       break;
     }
-  ASSERT_LT(first7, rounds.size()) << "the edit never took effect";
+  ASSERT_LT(first7, rounds.size()) << "the edit never took effect\n" << Cluster::tail(coord.log());
   EXPECT_GE(first7, closed_before_edit) << "applied to a round that had already closed";
+  // At most: the round open at the edit, one more that site-c had already uploaded for, and one
+  // whose line was not yet written when closed_before_edit was read.
+  EXPECT_LE(first7, closed_before_edit + 3) << "the edit took effect later than the next round";
   for (size_t i = first7; i < rounds.size(); ++i) EXPECT_EQ(rounds[i]["inner_steps"], 7) << i;
   // Every site trained exactly the H its round announced (batch 4 x block 32 tokens per step).
   for (const auto& s : o.sites)
@@ -543,6 +560,9 @@ TEST(Cluster, SiteRemovedFromAllowedSitesMidRunIsDisconnectedAndRefused) {
   ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
   std::vector<Process> sites = c.start_sites();
   ASSERT_TRUE(c.wait_for_rounds(2, 120s)) << Cluster::tail(coord.log());
+  // Rounds close every ~50 ms, faster than the watcher's poll: site-a is paused until the edit
+  // is applied, so the run cannot end before it (a round needs site-a or its 5 s deadline).
+  sites[0].signal(SIGSTOP);
   ASSERT_TRUE(c.edit_coordinator_config("allowed_sites = [\"site-a\", \"site-b\", \"site-c\"]",
                                          "allowed_sites = [\"site-a\", \"site-b\"]"));
   // The coordinator applies the edit (closing site-c's connection) and logs it; every round
@@ -552,6 +572,7 @@ TEST(Cluster, SiteRemovedFromAllowedSitesMidRunIsDisconnectedAndRefused) {
          std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(20ms);
   const size_t closed_by_then = c.coordinator_rounds().size();
+  sites[0].signal(SIGCONT);
   const int rc = sites[2].wait(120s);
   EXPECT_NE(rc, 0) << "the revoked site exits with the refusal";
   EXPECT_NE(rc, -1) << Cluster::tail(sites[2].log());

@@ -98,7 +98,7 @@ TEST(MultiRankSite, TwoRankSiteTrainsInLockstepAndEndsWithTheCoordinatorsTheta) 
 // both exit 0.
 TEST(MultiRankSite, SigtermOnRank0StopsTheFollowerCleanly) {
   ClusterOptions o;
-  o.rounds = 50;
+  o.rounds = 1000;  // stopped by the test: the run must outlast the SIGTERM however fast rounds go
   o.inner_steps = 3;
   o.min_sites = 1;
   o.start_sites = 1;
@@ -170,7 +170,7 @@ TEST(MultiRankSite, StreamingSiteStoppedMidRunResumesBothRanksAtTheSameStep) {
 // rank timeout, instead of waiting for the next round forever.
 TEST(MultiRankSite, FollowerFailsNamingRank0WhenRank0Dies) {
   ClusterOptions o;
-  o.rounds = 20;
+  o.rounds = 1000;  // stopped by the test: the run must outlast the kill however fast rounds go
   o.inner_steps = 3;
   o.min_sites = 1;
   o.start_sites = 1;
