@@ -228,7 +228,7 @@ int Coordinator::run() {
       last_snapshot = Clock::now();
     }
   }
-  s.checkpoint_writer.wait();  // the last round's checkpoint is durable before anything else
+  s.await_checkpoint();  // the last round's checkpoint is durable before anything else
   if (s.next_round >= s.cfg.rounds) {
     s.finish_run();
   } else {

@@ -23,6 +23,11 @@
 
 namespace longhaul::outer {
 
+// Exit status of a coordinator whose background checkpoint write did not finish within
+// coordinator.checkpoint_timeout_s (a stalled disk): restarting it on the same run dir resumes
+// with no published round lost. (0: done or stopped; 1: fatal error; 2: configuration error.)
+inline constexpr int kExitCheckpointStalled = 3;
+
 class Coordinator {
  public:
   Coordinator(CoordinatorConfig cfg, std::filesystem::path config_path,
@@ -30,7 +35,8 @@ class Coordinator {
   ~Coordinator();
 
   // Runs until every round is done (returns 0) or stop is requested (SIGINT/SIGTERM via
-  // request_stop(); returns 0 after the last checkpoint).
+  // request_stop(); returns 0 after the last checkpoint). A stalled checkpoint write ends the
+  // process with kExitCheckpointStalled instead.
   int run();
   static void request_stop();
 

@@ -129,6 +129,7 @@ CoordinatorConfig read_coordinator_config(const std::filesystem::path& path,
   c.max_message_mb = r.get_int("coordinator.max_message_mb", c.max_message_mb, 1, 1 << 20);
   c.spool_min_bytes = r.get_int("coordinator.spool_min_bytes", c.spool_min_bytes, 0, int64_t{1} << 40);
   c.report_memcpy = r.get_bool("coordinator.report_memcpy", c.report_memcpy);
+  c.checkpoint_timeout_s = r.get_double("coordinator.checkpoint_timeout_s", c.checkpoint_timeout_s, 1, 86400);
   c.max_connections = r.get_int("coordinator.max_connections", c.max_connections, 4, 100000);
   c.max_connections_per_identity =
       r.get_int("coordinator.max_connections_per_identity", c.max_connections_per_identity, 2, 1000);

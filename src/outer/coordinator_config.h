@@ -81,6 +81,10 @@ struct CoordinatorConfig {
   // Time one memcpy of θ (4N bytes) after each round and write it as memcpy_s on the round
   // line: the yardstick of tail_s (scripts/bench-scale). Costs that memcpy once per round.
   bool report_memcpy = false;
+  // The longest a round's close (or the run's end) waits for the previous round's background
+  // checkpoint write, seconds; warned every 30 s; past it the coordinator exits with
+  // kExitCheckpointStalled (coordinator.h).
+  double checkpoint_timeout_s = 1800;
   int64_t max_connections = 256;       // open connections in all (WebSockets + HTTPS sessions)
   int64_t max_connections_per_identity = 8;  // ... per certificate identity (site or operator)
   transport::TlsFiles tls;

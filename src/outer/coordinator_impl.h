@@ -141,6 +141,11 @@ struct Coordinator::Impl {
   nlohmann::json checkpoint_meta();
   CoordinatorStateView checkpoint_view();  // views of θ master, θ_pub and the momentum
   void save_checkpoint();  // synchronous (waits for a background write first)
+  // Waits for the background checkpoint write, warning every 30 s; a write still running after
+  // coordinator.checkpoint_timeout_s ends the process with kExitCheckpointStalled (a thread
+  // stuck in the kernel cannot be cancelled; the previous checkpoint and the round journal
+  // keep every published round for the restart).
+  void await_checkpoint();
   // Applies a checkpoint's (or journal record's) metadata: rounds, counters, norms, sites.
   void restore_meta(const nlohmann::json& m);
   // Redoes the round whose journal record is there for next_round (see round_journal.h).

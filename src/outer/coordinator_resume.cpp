@@ -1,6 +1,8 @@
 // Checkpoint metadata of the coordinator: a fresh start (θ0 from the seeded model), a resume
 // from <run_dir>/coordinator.ckpt, and the save after every round (coordinator_checkpoint.h has
 // the file format and the atomic write).
+#include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <sstream>
 
@@ -254,8 +256,24 @@ CoordinatorStateView Coordinator::Impl::checkpoint_view() {
   return st;
 }
 
+void Coordinator::Impl::await_checkpoint() {
+  const auto warn = [this](double waited_s) {
+    LH_LOG(Warn, "coordinator") << "the checkpoint write to " << checkpoint_writer.path().string() << " has taken "
+                                << static_cast<int64_t>(waited_s) << " s (is the disk stalled?); the round waits for it, up to coordinator.checkpoint_timeout_s = "
+                                << cfg.checkpoint_timeout_s << " s";
+  };
+  if (checkpoint_writer.wait_for(cfg.checkpoint_timeout_s, warn)) return;
+  LH_LOG(Error, "coordinator") << "the checkpoint write to " << checkpoint_writer.path().string()
+                               << " did not finish within coordinator.checkpoint_timeout_s = " << cfg.checkpoint_timeout_s
+                               << " s: exiting with code " << kExitCheckpointStalled
+                               << ". Nothing published is lost: the previous checkpoint and the round journal in "
+                               << journal->dir().string() << " redo it when the coordinator is restarted on the same --run-dir";
+  std::fflush(nullptr);
+  std::_Exit(kExitCheckpointStalled);  // not exit(): the stuck writer thread reads θ, which exit() would free
+}
+
 void Coordinator::Impl::save_checkpoint() {
-  checkpoint_writer.wait();
+  await_checkpoint();
   CoordinatorStateView st = checkpoint_view();
   st.meta = checkpoint_meta();
   save_coordinator_checkpoint(coordinator_checkpoint_path(run_dir), st);

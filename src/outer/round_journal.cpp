@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <fstream>
+#include <stdexcept>
 #include <system_error>
 
 #include "common/atomic_file.h"
@@ -35,8 +36,12 @@ std::string RoundJournal::keep_upload(int64_t round, int k,
   const fs::path path = dir_ / name;
   std::error_code ec;
   fs::remove(path, ec);  // a leftover of an earlier process that never recorded this round
-  if (spooled && spooled->keep_as(path)) return name;
-  write_file_atomic(path, std::span<const std::byte>(payload.data(), payload.size()));
+  try {
+    if (spooled && spooled->keep_as(path)) return name;
+    write_file_atomic(path, std::span<const std::byte>(payload.data(), payload.size()));
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path.string() + ": cannot keep the upload in the round journal: " + e.what());
+  }
   return name;
 }
 

@@ -138,7 +138,7 @@ void Coordinator::Impl::close_round() {
   // The last checkpoint's write (in the background since that round's publish) must be done
   // before the outer step changes what it reads.
   const auto t_wait = Clock::now();
-  checkpoint_writer.wait();
+  await_checkpoint();
   const double checkpoint_wait_s = seconds_since(t_wait);
   phases.start(round_started);
   // Memory (issue 13 §1): Δ̄ is finished in place in the aggregator's accumulator, which then

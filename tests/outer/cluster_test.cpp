@@ -19,6 +19,7 @@
 #include "outer/cluster_util.h"
 #include "outer/param_hash.h"
 #include "outer/protocol.h"
+#include "outer/coordinator.h"
 #include "outer/coordinator_checkpoint.h"
 #include "transport/codec.h"
 #include "transport/https_get.h"
@@ -139,7 +140,8 @@ TEST(Cluster, SiteKilledMidRoundRoundClosesAtDeadlineAndSiteRejoins) {
   }
   ASSERT_FALSE(without_c.is_null()) << Cluster::tail(coord.log());
   EXPECT_GE(without_c["duration_s"].get<double>(), o.deadline_s - 0.5) << without_c.dump();
-  sites["site-c"] = c.start_site("site-c", "-restart");
+  ASSERT_TRUE(c.restart_site_holding_the_others(sites, "site-c", "-restart", 120s))
+      << Cluster::tail(sites["site-c"].log());
   ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
   for (auto& [s, p] : sites) EXPECT_EQ(p.wait(60s), 0) << s << Cluster::tail(p.log());
   auto rounds = c.coordinator_rounds();
@@ -404,6 +406,44 @@ TEST(Cluster, CoordinatorRefusesAJournalRecordWhoseRedoDiffersFromThePublishedTh
   ASSERT_TRUE(st);
   EXPECT_EQ(st->meta["next_round"], 0) << "a refused redo must not write a checkpoint";
   EXPECT_TRUE(fs::exists(record));
+}
+
+// A background checkpoint write that hangs (a stalled disk; here held by the test pause) ends
+// the coordinator after coordinator.checkpoint_timeout_s with exit status 3 and a message
+// naming the file, instead of holding every site forever; the restart on the same run dir
+// redoes the published round from the journal and the run completes, each round once.
+TEST(Cluster, CoordinatorWhoseCheckpointWriteStallsExitsWithStatus3AndItsRestartLosesNothing) {
+  ClusterOptions o;
+  o.rounds = 5;
+  o.inner_steps = 6;
+  o.coordinator_overrides = {"coordinator.checkpoint_timeout_s=2"};
+  Cluster c("ckpt_stall", o);
+  ::setenv("LONGHAUL_TEST_CHECKPOINT_PAUSE_S", "600", 1);
+  Process coord = c.start_coordinator();
+  ::unsetenv("LONGHAUL_TEST_CHECKPOINT_PAUSE_S");
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  const int port = c.port();
+  const fs::path dir = c.coordinator_dir();
+  std::vector<Process> sites = c.start_sites();
+  ASSERT_EQ(coord.wait(120s), outer::kExitCheckpointStalled) << Cluster::tail(coord.log());
+  const std::string log = Cluster::tail(coord.log(), 1 << 20);
+  EXPECT_NE(log.find("the checkpoint write to " + outer::coordinator_checkpoint_path(dir).string() +
+                     " did not finish within coordinator.checkpoint_timeout_s = 2 s: exiting with code 3"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(c.coordinator_rounds().size(), 1u) << "round 1 cannot close before round 0's checkpoint";
+  auto st = outer::load_coordinator_checkpoint(outer::coordinator_checkpoint_path(dir));
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->meta["next_round"], 0);
+  EXPECT_TRUE(fs::exists(dir / "journal" / "r0.json"));
+  coord = c.start_coordinator(port, "-restart");
+  ASSERT_EQ(c.port(), port) << Cluster::tail(coord.log());
+  ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
+  for (auto& p : sites) EXPECT_EQ(p.wait(60s), 0) << Cluster::tail(p.log());
+  expect_every_round_applied_once(c, 5);
+  expect_hashes_agree(c, o.sites, false);
+  EXPECT_TRUE(checkpoint_temp_file(dir).empty()) << "the stalled write's temp file was left behind";
+  EXPECT_TRUE(fs::is_empty(dir / "journal")) << "journal files outlived their checkpoint";
 }
 
 TEST(Cluster, InnerStepsEditedMidRunTakesEffectNextRound) {

@@ -248,6 +248,17 @@ bool Cluster::wait_until_training(const Process& site, std::chrono::seconds time
   return false;
 }
 
+bool Cluster::restart_site_holding_the_others(std::map<std::string, Process>& sites, const std::string& site,
+                                              const std::string& suffix, std::chrono::seconds timeout) {
+  for (auto& [s, p] : sites)
+    if (s != site) p.signal(SIGSTOP);
+  sites[site] = start_site(site, suffix);
+  const bool trains = wait_until_training(sites[site], timeout);
+  for (auto& [s, p] : sites)
+    if (s != site) p.signal(SIGCONT);
+  return trains;
+}
+
 // Every site's θ hash after round r equals the coordinator's published hash for round r.
 void expect_hashes_agree(const Cluster& c, const std::vector<std::string>& sites, bool every_round) {
   std::map<int64_t, std::string> coord;

@@ -85,6 +85,12 @@ class Cluster {
   // Waits (up to `timeout`) until a site's log shows it training a round: a ": training " line
   // after its last "uploading". False on timeout.
   static bool wait_until_training(const Process& site, std::chrono::seconds timeout);
+  // Restarts `site` (log suffix `suffix`) while every other site of `sites` is paused
+  // (SIGSTOP), and resumes them once it trains again: small rounds close every few tens of ms,
+  // so otherwise the run may end before the restarted process has loaded and rejoined. False
+  // when it did not train within `timeout` (the others are resumed either way).
+  bool restart_site_holding_the_others(std::map<std::string, Process>& sites, const std::string& site,
+                                       const std::string& suffix, std::chrono::seconds timeout);
 
   const ClusterOptions& options() const { return opts_; }
 

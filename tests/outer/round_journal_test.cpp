@@ -105,5 +105,52 @@ TEST(CheckpointWriter, WritesInTheBackgroundThenCallsBackAndReportsAFailureAtWai
   remove_tree(d);
 }
 
+// A write that does not finish (held midway by the test pause) is reported while it runs and
+// given up on at the timeout; it goes on, and a later wait still sees it through.
+TEST(CheckpointWriter, WaitForGivesUpAtItsTimeoutWarningMeanwhileAndTheWriteGoesOn) {
+  const fs::path d = temp_dir("writer_stall");
+  std::vector<float> master(1000, 1.5f), pub(1000, 2.5f), mom(1000, -0.5f);
+  outer::CoordinatorStateView v{{{"next_round", 4}}, master, pub, mom};
+  std::atomic<bool> durable{false};
+  outer::CheckpointWriter w;
+  EXPECT_TRUE(w.wait_for(0.01, nullptr)) << "nothing in flight";
+  w.start(d / "c.ckpt", v, [&] { durable = true; }, /*pause_s=*/1.5);
+  EXPECT_EQ(w.path(), d / "c.ckpt");
+  std::vector<double> warned;
+  EXPECT_FALSE(w.wait_for(0.5, [&](double s) { warned.push_back(s); }, 0.1));
+  EXPECT_FALSE(durable.load());
+  ASSERT_GE(warned.size(), 3u);
+  for (size_t i = 0; i < warned.size(); ++i) {
+    EXPECT_GE(warned[i], 0.1 * static_cast<double>(i + 1) - 1e-3) << i;  // seconds waited so far
+    EXPECT_LT(warned[i], 0.5) << i;
+  }
+  EXPECT_TRUE(w.wait_for(60, nullptr));
+  EXPECT_TRUE(durable.load());
+  auto st = outer::load_coordinator_checkpoint(d / "c.ckpt");
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->meta["next_round"], 4);
+  // A failed write is rethrown by wait_for as by wait().
+  std::ofstream(d / "a-file") << "not a directory";
+  w.start(d / "a-file" / "c.ckpt", v, nullptr);
+  EXPECT_THROW(w.wait_for(60, nullptr), std::exception);
+  remove_tree(d);
+}
+
+// The journal cannot keep an upload when its directory is no longer one (here a file took its
+// place): the error names the file, so the coordinator can refuse that upload with it.
+TEST(RoundJournal, AnUploadThatCannotBeKeptIsAnErrorNamingTheFile) {
+  const fs::path d = temp_dir("gone");
+  RoundJournal j(d / "journal");
+  remove_tree(d / "journal");
+  std::ofstream(d / "journal") << "not a directory";
+  try {
+    j.keep_upload(2, 0, nullptr, bytes_of("payload"));
+    FAIL() << "kept an upload in a directory that is gone";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find((d / "journal" / "r2-0.upl").string()), std::string::npos) << e.what();
+  }
+  remove_tree(d);
+}
+
 }  // namespace
 }  // namespace longhaul::testing

@@ -41,7 +41,8 @@ TEST(StreamingCluster, FragmentsOverlapMergeAndASiteKilledMidFragmentRejoins) {
     std::this_thread::sleep_for(100ms);
   }
   ASSERT_TRUE(without_c) << Cluster::tail(coord.log());
-  sites["site-c"] = c.start_site("site-c", "-restart");
+  ASSERT_TRUE(c.restart_site_holding_the_others(sites, "site-c", "-restart", 120s))
+      << Cluster::tail(sites["site-c"].log());
   ASSERT_EQ(coord.wait(300s), 0) << Cluster::tail(coord.log());
   for (auto& [s, p] : sites) EXPECT_EQ(p.wait(60s), 0) << s << Cluster::tail(p.log());
 
