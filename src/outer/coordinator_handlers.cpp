@@ -363,6 +363,8 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
     s.state = "uploaded";
     s.last_round_uploaded = u.tag.round;
   }
+  // The round's last upload starts its tail whether it was folded or refused.
+  last_fold_s = std::chrono::duration<double>(Clock::now() - t_fold).count();
   note_site_report(s, u, m);
   s.report["inner_steps"] = h;
   if (stale) s.report["stale"] = true;
@@ -375,7 +377,6 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
     return ack(protocol::kRejected, *why);
   }
   ++s.uploads_accepted;
-  last_fold_s = std::chrono::duration<double>(Clock::now() - t_fold).count();
   if (u.timing.compute_s) {
     speeds.add_compute(site, u.steps, *u.timing.compute_s);
     if (!stale)

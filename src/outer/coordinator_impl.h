@@ -113,7 +113,7 @@ struct Coordinator::Impl {
   std::unique_ptr<transport::ChannelServer> server;
   std::unique_ptr<std::ofstream> metrics_file;
   RunHistory history;      // the dashboard's /v1/history
-  double last_fold_s = 0;  // loading, scanning and folding in the last accepted upload (s)
+  double last_fold_s = 0;  // handling the last upload: loading, scanning, folding it in or refusing it (s)
   // Issue 13 §1: the checkpoint is written in the background after the publish; the journal
   // lets a restart redo a round published before its checkpoint was durable.
   std::unique_ptr<RoundJournal> journal;

@@ -202,8 +202,8 @@ void Coordinator::Impl::close_round() {
   checkpoint_writer.start(coordinator_checkpoint_path(run_dir), std::move(view),
                           [j = journal.get(), r] { j->forget_through(r); }, checkpoint_pause_s);
   const uint64_t bytes_down_raw = wire_one ? bytes_down / wire_one * raw_one : 0;
-  // The tail: from the start of handling the round's last accepted upload (its scan and fold)
-  // to the result sent; when the round closed on its deadline, from the close.
+  // The tail: from the start of handling the round's last upload (its scan and fold, or its
+  // refusal) to the result sent; when the round closed on its deadline, from the close.
   const double close_s = seconds_since(t_close);
   const double tail_s = close_s + (closed_on_last_upload ? last_fold_s : 0.0);
   const double dur = seconds_since(round_started);

@@ -60,7 +60,8 @@ TEST(Cluster, ThreeSitesOverTlsAgreeEveryRoundAndLossFalls) {
   ClusterOptions o;
   o.rounds = 5;
   o.inner_steps = 6;
-  o.coordinator_overrides = {"coordinator.spool_min_bytes=0"};  // every upload waits on disk until handled
+  o.coordinator_overrides = {"coordinator.spool_min_bytes=0",  // every upload waits on disk until handled
+                             "coordinator.report_memcpy=true"};
   Cluster c("e2e", o);
   Process coord = c.start_coordinator();
   ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
@@ -82,6 +83,22 @@ TEST(Cluster, ThreeSitesOverTlsAgreeEveryRoundAndLossFalls) {
     EXPECT_EQ(r["sites"].size(), 3u);
     EXPECT_EQ(r["bytes_up"].get<uint64_t>(), 3 * up) << r.dump();
     EXPECT_EQ(r["bytes_down"].get<uint64_t>(), 3 * down) << r.dump();
+    // The round tail (issue 13 §1): every site uploaded, so it starts at the last upload's
+    // handling (fold_s) and adds the close; the close's phases lie within it; the memcpy
+    // yardstick is there (coordinator.report_memcpy).
+    const double tail = r["tail_s"], close = r["close_s"], fold = r["fold_s"];
+    EXPECT_GT(fold, 0.0) << r.dump();
+    EXPECT_NEAR(tail, close + fold, 1e-9) << r.dump();
+    double phases = 0;
+    for (const char* k : {"aggregation", "outer_step", "encode", "apply_update", "hash_and_norm", "round_state",
+                          "journal", "publish"}) {
+      ASSERT_TRUE(r["tail_phases"].contains(k)) << k << ": " << r.dump();
+      phases += r["tail_phases"][k].get<double>();
+    }
+    EXPECT_LE(phases, close) << r.dump();
+    EXPECT_GE(r["checkpoint_wait_s"].get<double>(), 0.0) << r.dump();
+    EXPECT_LE(r["checkpoint_wait_s"].get<double>(), close) << r.dump();
+    EXPECT_GT(r["memcpy_s"].get<double>(), 0.0) << r.dump();
   }
   // The final published θ is exported as a nanoGPT-loadable model in the coordinator's run dir.
   inner::Gpt exported = inner::load_exported_model(c.coordinator_dir());
