@@ -65,9 +65,14 @@ Engine::Engine(SSL_CTX* ctx) : in(std::make_unique<char[]>(kSocketReadBytes)) {
 
 Engine::~Engine() { SSL_free(ssl); }
 
-Step classify(SSL* ssl, int r, boost::system::error_code& ec) {
+Step classify(Engine& e, int r, boost::system::error_code& ec) {
   if (r == 1) return Step::kDone;
-  switch (SSL_get_error(ssl, r)) {
+  if (e.deferred_error != 0) {  // the session failed earlier (see Engine::deferred_error)
+    ERR_clear_error();
+    ec = boost::system::error_code(static_cast<int>(e.deferred_error), boost::asio::error::get_ssl_category());
+    return Step::kFailed;
+  }
+  switch (SSL_get_error(e.ssl, r)) {
     case SSL_ERROR_WANT_READ:
       return Step::kWantRead;
     case SSL_ERROR_ZERO_RETURN:

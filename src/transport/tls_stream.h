@@ -47,13 +47,16 @@ struct Engine {
   std::size_t in_begin = 0, in_end = 0;
   std::vector<char> out;            // ciphertext OpenSSL wrote, not yet handed to the socket
   std::vector<char> flight;         // ciphertext being written to the socket now
+  // A TLS failure (OpenSSL error code) met while decrypting more records after a read already
+  // had data to return: the next operation reports it (OpenSSL itself then only says "error").
+  unsigned long deferred_error = 0;
   explicit Engine(SSL_CTX* ctx);
   ~Engine();
 };
 
 enum class Step { kDone, kWantRead, kClosed, kFailed };
-// Classifies the result r of an SSL_* call; sets ec on kFailed.
-Step classify(SSL* ssl, int r, boost::system::error_code& ec);
+// Classifies the result r of an SSL_* call on e.ssl; sets ec on kFailed.
+Step classify(Engine& e, int r, boost::system::error_code& ec);
 
 }  // namespace tls_detail
 
@@ -98,18 +101,24 @@ class TlsStream {
         first = b;
         break;
       }
-    SSL* ssl = e_->ssl;
+    tls_detail::Engine* e = e_.get();
     return run<void(boost::system::error_code, std::size_t)>(
-        [ssl, first](std::size_t& n) {
+        [e, first](std::size_t& n) {
           if (first.size() == 0) return 1;
+          SSL* ssl = e->ssl;
           const int r = SSL_read_ex(ssl, first.data(), first.size(), &n);
           if (r != 1) return r;
           // Go on decrypting what already arrived (one record per SSL_read), so that one
           // read_some returns up to kSocketReadBytes rather than 16 KiB.
           std::size_t more = 0;
-          while (n < first.size() && SSL_read_ex(ssl, static_cast<char*>(first.data()) + n, first.size() - n, &more) == 1)
+          int rr = 1;
+          while (n < first.size() &&
+                 (rr = SSL_read_ex(ssl, static_cast<char*>(first.data()) + n, first.size() - n, &more)) == 1)
             n += more;
-          ERR_clear_error();  // the last call's WANT_READ / close_notify is seen on the next read
+          // The last call's WANT_READ / close_notify is seen again on the next read; a failure
+          // (e.g. a tampered record) is kept for it, as OpenSSL will not say it twice.
+          if (rr != 1 && SSL_get_error(ssl, rr) == SSL_ERROR_SSL) e->deferred_error = ERR_peek_error();
+          ERR_clear_error();
           return 1;
         },
         /*flush_always=*/false, std::forward<Token>(token));
@@ -163,7 +172,7 @@ class TlsStream {
             switch (state) {
               case 0: {  // call OpenSSL
                 const int r = call(n);
-                const auto step = tls_detail::classify(e->ssl, r, result);
+                const auto step = tls_detail::classify(*e, r, result);
                 if (step == tls_detail::Step::kWantRead) {
                   if (flush_always && !e->out.empty()) {
                     state = 2;  // flush what it wrote (e.g. a handshake flight), then read
