@@ -44,6 +44,18 @@ void expect_every_round_applied_once(const Cluster& c, int64_t rounds) {
   EXPECT_EQ(static_cast<int64_t>(seen.size()), rounds);
 }
 
+// Restarts the coordinator on `port` (its log: "-restart"), lets the run finish and checks
+// that each of the run's `rounds` rounds was applied exactly once and every site agrees on θ.
+void restart_coordinator_and_expect_exactly_once(Cluster& c, Process& coord, std::vector<Process>& sites,
+                                                 int port, int64_t rounds) {
+  coord = c.start_coordinator(port, "-restart");
+  ASSERT_EQ(c.port(), port) << Cluster::tail(coord.log());
+  ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
+  for (auto& p : sites) EXPECT_EQ(p.wait(60s), 0) << Cluster::tail(p.log());
+  expect_every_round_applied_once(c, rounds);
+  expect_hashes_agree(c, c.options().sites, false);
+}
+
 size_t codec_bytes(const std::string& encoding) {
   torch::manual_seed(0);
   inner::GptConfig g;
@@ -317,12 +329,7 @@ TEST(Cluster, CoordinatorKilledAndRestartedResumesWithoutReapplyingARound) {
   sites[0].signal(SIGCONT);
   ASSERT_LT(c.coordinator_rounds().size(), 8u) << "the run ended before the kill";
   std::this_thread::sleep_for(1s);
-  coord = c.start_coordinator(port, "-restart");
-  ASSERT_EQ(c.port(), port) << Cluster::tail(coord.log());
-  ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
-  for (auto& p : sites) EXPECT_EQ(p.wait(60s), 0) << Cluster::tail(p.log());
-  expect_every_round_applied_once(c, 8);
-  expect_hashes_agree(c, o.sites, false);
+  restart_coordinator_and_expect_exactly_once(c, coord, sites, port, 8);
 }
 
 // Issue 13 §1: the checkpoint is written in the background after the publish. A kill inside
@@ -383,17 +390,12 @@ TEST(Cluster, CoordinatorKilledDuringABackgroundCheckpointWriteRedoesTheRoundFro
   auto& [o, c, coord, sites, published0] = k;
   const int port = c.port();
   const fs::path dir = c.coordinator_dir();
-  coord = c.start_coordinator(port, "-restart");
-  ASSERT_EQ(c.port(), port) << Cluster::tail(coord.log());
-  ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
-  for (auto& p : sites) EXPECT_EQ(p.wait(60s), 0) << Cluster::tail(p.log());
+  restart_coordinator_and_expect_exactly_once(c, coord, sites, port, 5);
   const std::string log = Cluster::tail(coord.log(), 1 << 20);
   EXPECT_NE(log.find("round 0 was published before the last stop but its checkpoint was not written: redone "
                      "from the journal (3 upload(s)), θ hash " + published0 + " as published"),
             std::string::npos)
       << log;
-  expect_every_round_applied_once(c, 5);
-  expect_hashes_agree(c, o.sites, false);
   EXPECT_TRUE(checkpoint_temp_file(dir).empty()) << "the killed write's temp file was left behind";
   EXPECT_TRUE(fs::is_empty(dir / "journal")) << "journal files outlived their checkpoint";
 }
@@ -453,12 +455,7 @@ TEST(Cluster, CoordinatorWhoseCheckpointWriteStallsExitsWithStatus3AndItsRestart
   ASSERT_TRUE(st);
   EXPECT_EQ(st->meta["next_round"], 0);
   EXPECT_TRUE(fs::exists(dir / "journal" / "r0.json"));
-  coord = c.start_coordinator(port, "-restart");
-  ASSERT_EQ(c.port(), port) << Cluster::tail(coord.log());
-  ASSERT_EQ(coord.wait(240s), 0) << Cluster::tail(coord.log());
-  for (auto& p : sites) EXPECT_EQ(p.wait(60s), 0) << Cluster::tail(p.log());
-  expect_every_round_applied_once(c, 5);
-  expect_hashes_agree(c, o.sites, false);
+  restart_coordinator_and_expect_exactly_once(c, coord, sites, port, 5);
   EXPECT_TRUE(checkpoint_temp_file(dir).empty()) << "the stalled write's temp file was left behind";
   EXPECT_TRUE(fs::is_empty(dir / "journal")) << "journal files outlived their checkpoint";
 }
