@@ -125,7 +125,7 @@ void Coordinator::Impl::start_server() {
 void Coordinator::Impl::pump(std::chrono::milliseconds wait) {
   std::deque<ChannelEvent> batch = events.pop_all(wait);
   for (auto& e : batch) {
-    handle(e);  // never throws: a peer's fault closes that peer
+    handle(e);  // a peer's fault closes that peer; only JournalError (our own disk) ends the run
     e.msg = Message{};  // its payload goes now, not with the whole batch
     if (e.kind == ChannelEvent::kMessage) e.conn->message_handled();
   }
@@ -180,10 +180,13 @@ Coordinator::Coordinator(CoordinatorConfig cfg, fs::path config_path, std::vecto
 
 Coordinator::~Coordinator() {
   set_log_tap(nullptr);  // the tap refers to impl_->history
-  // Connections must not outlive the server's I/O context: drop every reference first.
+  // Connections must not outlive the server's I/O context. stop() joins the I/O threads, which
+  // until then queue events (the closes stop() causes, messages still arriving when run() ended
+  // by an exception) holding connections: every reference is dropped after it, before the
+  // server and its I/O context go.
+  if (impl_->server) impl_->server->stop();
   impl_->sites.detach_all();
   impl_->events.clear();
-  if (impl_->server) impl_->server->stop();
   impl_->server.reset();
 }
 

@@ -106,6 +106,8 @@ void Coordinator::Impl::handle(ChannelEvent& e) {
                                   "unknown_type");
   } catch (const protocol::ProtocolError& err) {
     protocol_error(c, id, err.what(), err.label());
+  } catch (const JournalError&) {
+    throw;  // the coordinator's own disk: not this connection's fault, and the run cannot go on
   } catch (const std::exception& err) {
     ++internal_errors;
     LH_LOG(Error, "coordinator") << "internal error while handling '" << protocol::printable(m.type, 64)
@@ -341,9 +343,10 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
               journal->keep_upload(round.round(), static_cast<int>(round_folds.size()), spool_file, m.payload);
           round_folds.push_back(
               {{"file", file}, {"site", site}, {"weight", weight}, {"steps", u.steps}, {"norm", norm}});
-        } catch (const std::runtime_error& e) {
-          LH_LOG(Error, "coordinator") << "cannot journal the upload from " << site << ": " << e.what();
-          why = std::string("the coordinator could not keep it on disk: ") + e.what();
+        } catch (const JournalError& e) {  // ends the run; the upload is not acknowledged
+          throw JournalError("upload from " + site + " for round " + std::to_string(u.tag.round) + ": " + e.what() +
+                             "; stopping: the coordinator's disk failed, not the site, whose upload stays with it "
+                             "and is re-sent to the restarted coordinator");
         }
       }
       if (!why) {

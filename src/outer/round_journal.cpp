@@ -40,7 +40,7 @@ std::string RoundJournal::keep_upload(int64_t round, int k,
     if (spooled && spooled->keep_as(path)) return name;
     write_file_atomic(path, std::span<const std::byte>(payload.data(), payload.size()));
   } catch (const std::exception& e) {
-    throw std::runtime_error(path.string() + ": cannot keep the upload in the round journal: " + e.what());
+    throw JournalError(path.string() + ": cannot keep the upload in the round journal: " + e.what());
   }
   return name;
 }
@@ -61,7 +61,12 @@ transport::Bytes RoundJournal::load_upload(const std::string& name) const {
 }
 
 void RoundJournal::write_record(int64_t round, const nlohmann::json& record) {
-  write_file_atomic(dir_ / record_name(round), record.dump());
+  const fs::path path = dir_ / record_name(round);
+  try {
+    write_file_atomic(path, record.dump());
+  } catch (const std::exception& e) {
+    throw JournalError(path.string() + ": cannot write the round's record in the round journal: " + e.what());
+  }
 }
 
 std::optional<nlohmann::json> RoundJournal::record(int64_t round) const {

@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -30,19 +31,27 @@
 
 namespace longhaul::outer {
 
+// The coordinator's own disk refused a journal file. Not a site's fault: the coordinator stops
+// (exit 1) rather than refuse the site's work; an upload it could not keep stays with its site,
+// which re-sends it to the restarted coordinator.
+class JournalError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 class RoundJournal {
  public:
   explicit RoundJournal(std::filesystem::path dir);  // created if missing
   const std::filesystem::path& dir() const { return dir_; }
 
   // Keeps the k-th upload folded into `round`, durably: `spooled` (if set) is named in place,
-  // else `payload` is written. Returns the file name (relative to dir()). Throws
-  // std::runtime_error naming the file when the disk refuses it.
+  // else `payload` is written. Returns the file name (relative to dir()). Throws JournalError
+  // naming the file when the disk refuses it.
   std::string keep_upload(int64_t round, int k, const std::shared_ptr<const transport::SpooledPayload>& spooled,
                           const transport::Bytes& payload);
   transport::Bytes load_upload(const std::string& name) const;  // DataError naming the file
 
-  void write_record(int64_t round, const nlohmann::json& record);  // atomic and durable
+  void write_record(int64_t round, const nlohmann::json& record);  // atomic and durable; JournalError
   // The record of `round`, or nullopt when there is none; DataError naming the file when
   // it is not JSON.
   std::optional<nlohmann::json> record(int64_t round) const;

@@ -121,6 +121,8 @@ void Coordinator::Impl::open_round() {
   for (auto& [id, m] : held) {
     try {
       on_upload(id, m);
+    } catch (const JournalError&) {
+      throw;  // the coordinator's own disk failed: the run stops (see JournalError)
     } catch (const std::exception& e) {  // it parsed when it arrived; nothing else may end the run
       LH_LOG(Error, "coordinator") << "held late upload from " << id << " dropped: " << e.what();
     }

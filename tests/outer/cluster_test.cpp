@@ -460,6 +460,39 @@ TEST(Cluster, CoordinatorWhoseCheckpointWriteStallsExitsWithStatus3AndItsRestart
   EXPECT_TRUE(fs::is_empty(dir / "journal")) << "journal files outlived their checkpoint";
 }
 
+// The coordinator's own disk refuses the round journal mid-run (here a file takes the journal
+// directory's place): the coordinator stops (exit 1) naming the file, instead of refusing a
+// site's upload for it; the upload stays with its site. Once the disk is back, the restart
+// runs the open round again with the re-sent uploads: every round once, nothing lost.
+TEST(Cluster, CoordinatorWhoseJournalCannotBeWrittenStopsAndItsRestartLosesNothing) {
+  ClusterOptions o;
+  o.rounds = 5;
+  o.inner_steps = 6;
+  Cluster c("journal_fail", o);
+  Process coord = c.start_coordinator();
+  ASSERT_GT(c.port(), 0) << Cluster::tail(coord.log());
+  const int port = c.port();
+  const fs::path journal = c.coordinator_dir() / "journal", away = c.coordinator_dir() / "journal.away";
+  std::vector<Process> sites = c.start_sites();
+  ASSERT_TRUE(c.wait_for_rounds(1, 120s)) << Cluster::tail(coord.log());
+  sites[0].signal(SIGSTOP);  // the open round waits for site-a: the failure lands mid-run
+  fs::rename(journal, away);
+  std::ofstream(journal) << "not a directory";
+  sites[0].signal(SIGCONT);
+  ASSERT_EQ(coord.wait(120s), 1) << Cluster::tail(coord.log());
+  const std::string log = Cluster::tail(coord.log(), 1 << 20);
+  EXPECT_NE(log.find("longhaul: fatal: "), std::string::npos) << log;
+  EXPECT_NE(log.find(journal.string() + "/r"), std::string::npos) << "the file is named: " << log;
+  EXPECT_NE(log.find(" in the round journal: "), std::string::npos) << log;
+  EXPECT_EQ(log.find("REJECTED"), std::string::npos) << "an upload was refused for the coordinator's own disk";
+  EXPECT_LT(c.coordinator_rounds().size(), 5u);
+  fs::remove(journal);
+  fs::rename(away, journal);
+  restart_coordinator_and_expect_exactly_once(c, coord, sites, port, 5);
+  for (const auto& r : c.coordinator_rounds())  // the upload the coordinator could not keep came back
+    EXPECT_EQ(r["sites"].size(), 3u) << r.dump();
+}
+
 TEST(Cluster, InnerStepsEditedMidRunTakesEffectNextRound) {
   ClusterOptions o;
   o.rounds = 12;

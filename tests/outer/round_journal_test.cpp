@@ -136,9 +136,9 @@ TEST(CheckpointWriter, WaitForGivesUpAtItsTimeoutWarningMeanwhileAndTheWriteGoes
   remove_tree(d);
 }
 
-// The journal cannot keep an upload when its directory is no longer one (here a file took its
-// place): the error names the file, so the coordinator can refuse that upload with it.
-TEST(RoundJournal, AnUploadThatCannotBeKeptIsAnErrorNamingTheFile) {
+// The journal cannot keep an upload or write a record when its directory is no longer one (here
+// a file took its place): a JournalError naming the file (the coordinator stops with it).
+TEST(RoundJournal, AnUploadOrRecordThatCannotBeWrittenIsAJournalErrorNamingTheFile) {
   const fs::path d = temp_dir("gone");
   RoundJournal j(d / "journal");
   remove_tree(d / "journal");
@@ -146,8 +146,16 @@ TEST(RoundJournal, AnUploadThatCannotBeKeptIsAnErrorNamingTheFile) {
   try {
     j.keep_upload(2, 0, nullptr, bytes_of("payload"));
     FAIL() << "kept an upload in a directory that is gone";
-  } catch (const std::runtime_error& e) {
+  } catch (const outer::JournalError& e) {
     EXPECT_NE(std::string(e.what()).find((d / "journal" / "r2-0.upl").string()), std::string::npos) << e.what();
+  }
+  try {
+    j.write_record(2, {{"round", 2}});
+    FAIL() << "wrote a record in a directory that is gone";
+  } catch (const outer::JournalError& e) {
+    EXPECT_NE(std::string(e.what()).find((d / "journal" / "r2.json").string() + ": cannot write the round's record"),
+              std::string::npos)
+        << e.what();
   }
   remove_tree(d);
 }
