@@ -22,11 +22,22 @@ void fsync_dir(const std::filesystem::path& dir) {
   ::fsync(fd);
   ::close(fd);
 }
+constexpr const char* kTempInfix = ".tmp-";  // <target>.tmp-<pid>
 }  // namespace
+
+std::vector<std::filesystem::path> temp_files_of(const std::filesystem::path& target) {
+  std::vector<std::filesystem::path> out;
+  const std::string prefix = target.filename().string() + kTempInfix;
+  std::error_code ec;
+  const auto dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.path().filename().string().rfind(prefix, 0) == 0) out.push_back(e.path());
+  return out;
+}
 
 AtomicFileWriter::AtomicFileWriter(std::filesystem::path target) : target_(std::move(target)) {
   temp_ = target_;
-  temp_ += ".tmp-" + std::to_string(::getpid());
+  temp_ += kTempInfix + std::to_string(::getpid());
   if (target_.has_parent_path()) std::filesystem::create_directories(target_.parent_path());
   f_ = std::fopen(temp_.c_str(), "wb");
   if (!f_) fail(temp_, "cannot create");

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace longhaul {
 
@@ -29,6 +30,9 @@ class AtomicFileWriter {
   std::FILE* f_ = nullptr;
   bool committed_ = false;
 };
+
+// The temp files of writes to `target` (in flight, or left by a crash that interrupted one).
+std::vector<std::filesystem::path> temp_files_of(const std::filesystem::path& target);
 
 void write_file_atomic(const std::filesystem::path& path, std::span<const std::byte> bytes);
 void write_file_atomic(const std::filesystem::path& path, std::string_view text);

@@ -348,8 +348,6 @@ void Coordinator::Impl::on_upload(const std::string& site, Message& m) {
                              "; stopping: the coordinator's disk failed, not the site, whose upload stays with it "
                              "and is re-sent to the restarted coordinator");
         }
-      }
-      if (!why) {
         agg().accept(weight, u.steps, norm, [&](std::span<float> out, float coef) {
           transport::decode_accumulate(m.payload, out, coef, fhash);  // decoded once already: cannot fail
         });

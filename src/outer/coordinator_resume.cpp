@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "inner/flat_params.h"
@@ -49,13 +50,10 @@ void Coordinator::Impl::init_state() {
   // Memory at a resume (issue 13 §1): the checkpoint's vectors (12N bytes) are read first and
   // each is freed as soon as it has been taken over, so the peak stays at 4 × 4N.
   fs::path ck = coordinator_checkpoint_path(run_dir);
-  {  // a temp file of a write that a crash interrupted (the checkpoint itself is intact)
+  for (const fs::path& t : temp_files_of(ck)) {  // none is in flight yet: a crash left it (the checkpoint is intact)
+    LH_LOG(Warn, "coordinator") << "removing " << t.string() << ": a checkpoint write interrupted by a crash";
     std::error_code ec;
-    for (const auto& e : fs::directory_iterator(run_dir, ec))
-      if (e.path().filename().string().rfind(ck.filename().string() + ".tmp", 0) == 0) {
-        LH_LOG(Warn, "coordinator") << "removing " << e.path().string() << ": a checkpoint write interrupted by a crash";
-        fs::remove(e.path(), ec);
-      }
+    fs::remove(t, ec);
   }
   std::optional<CoordinatorState> st = load_coordinator_checkpoint(ck);
   std::vector<float> theta0;
@@ -177,7 +175,7 @@ void Coordinator::Impl::restore_meta(const json& m) {
 void Coordinator::Impl::replay_journal() {
   const int64_t r = next_round;
   if (auto rec = journal->record(r)) {
-    const fs::path file = journal->dir() / ("r" + std::to_string(r) + ".json");
+    const fs::path file = journal->record_path(r);
     auto bad = [&](const std::string& why) {
       return DataError(file.string() + ": cannot redo round " + std::to_string(r) + ": " + why +
                        " (coordinator.ckpt holds the state before round " + std::to_string(r) +

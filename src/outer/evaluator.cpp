@@ -58,9 +58,7 @@ inner::Gpt Evaluator::model_of(std::span<const float> theta) {
 double Evaluator::loss(std::span<const float> theta) {
   if (!enabled()) return std::nan("");
   torch::NoGradGuard ng;
-  if (!model_->gpt) model_->gpt = inner::Gpt(cfg_);  // built on first use: no cost when disabled
-  bind(theta);
-  model_->gpt->eval();
+  model_of(theta)->eval();  // the model is built on first use: no cost when disabled
   const int64_t T = cfg_.block_size;
   auto offs = inner::evenly_spaced_offsets(val_tokens_.size(), T, batches_ * batch_size_);
   double sum = 0;

@@ -60,8 +60,10 @@ transport::Bytes RoundJournal::load_upload(const std::string& name) const {
   return b;
 }
 
+fs::path RoundJournal::record_path(int64_t round) const { return dir_ / record_name(round); }
+
 void RoundJournal::write_record(int64_t round, const nlohmann::json& record) {
-  const fs::path path = dir_ / record_name(round);
+  const fs::path path = record_path(round);
   try {
     write_file_atomic(path, record.dump());
   } catch (const std::exception& e) {
@@ -70,7 +72,7 @@ void RoundJournal::write_record(int64_t round, const nlohmann::json& record) {
 }
 
 std::optional<nlohmann::json> RoundJournal::record(int64_t round) const {
-  const fs::path path = dir_ / record_name(round);
+  const fs::path path = record_path(round);
   if (!fs::exists(path)) return std::nullopt;
   try {
     return nlohmann::json::parse(read_file(path));

@@ -52,6 +52,7 @@ class RoundJournal {
   transport::Bytes load_upload(const std::string& name) const;  // DataError naming the file
 
   void write_record(int64_t round, const nlohmann::json& record);  // atomic and durable; JournalError
+  std::filesystem::path record_path(int64_t round) const;  // where write_record() puts it
   // The record of `round`, or nullopt when there is none; DataError naming the file when
   // it is not JSON.
   std::optional<nlohmann::json> record(int64_t round) const;

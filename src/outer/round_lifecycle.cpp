@@ -328,9 +328,7 @@ void Coordinator::Impl::finish_round_line() {
   if (closed_line_eval) {
     // The freed payload buffers kept for reuse go first: the model's activations take their
     // place (issue 13 §1's budget), and the next round allocates afresh once.
-    const uint64_t keep = transport::recycle_limit_bytes();
-    transport::set_recycle_limit_bytes(0);
-    transport::set_recycle_limit_bytes(keep);
+    transport::release_recycled();
     line["eval_loss"] = last_eval = evaluator->loss(theta_pub);  // θ_pub: the round's result
   }
   line["eval_s"] = seconds_since(t_eval);

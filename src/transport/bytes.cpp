@@ -85,6 +85,12 @@ void set_recycle_limit_bytes(uint64_t bytes) {
   p.trim(bytes);
 }
 
+void release_recycled() {
+  Pool& p = pool();
+  std::lock_guard lock(p.mu);
+  p.trim(0);
+}
+
 uint64_t recycle_limit_bytes() {
   Pool& p = pool();
   std::lock_guard lock(p.mu);

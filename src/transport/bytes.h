@@ -41,5 +41,7 @@ void set_recycle_limit_bytes(uint64_t bytes);
 uint64_t recycle_limit_bytes();
 // Bytes currently cached (free, resident, awaiting reuse).
 uint64_t recycled_bytes_cached();
+// Frees every cached block now (e.g. before a memory-hungry phase); the cap stays.
+void release_recycled();
 
 }  // namespace longhaul::transport

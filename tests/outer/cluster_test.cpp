@@ -336,10 +336,10 @@ TEST(Cluster, CoordinatorKilledAndRestartedResumesWithoutReapplyingARound) {
 // that write (LONGHAUL_TEST_CHECKPOINT_PAUSE_S holds it midway, after θ master) leaves the old
 // checkpoint intact, and the restart redoes the published round from the round journal: no
 // round lost or applied twice, the redone θ is bitwise what the sites applied.
+// A checkpoint write in flight (or left by a kill): its temp file; empty when there is none.
 fs::path checkpoint_temp_file(const fs::path& dir) {
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename().string().rfind("coordinator.ckpt.tmp", 0) == 0) return e.path();
-  return fs::path();
+  const auto t = temp_files_of(outer::coordinator_checkpoint_path(dir));
+  return t.empty() ? fs::path() : t.front();
 }
 
 // Starts the cluster with every background checkpoint write held midway

@@ -9,8 +9,8 @@ namespace longhaul::transport {
 namespace {
 
 struct PoolGuard {  // restores the default cap and empties the cache around each test
-  PoolGuard() { set_recycle_limit_bytes(0); set_recycle_limit_bytes(1ull << 30); }
-  ~PoolGuard() { set_recycle_limit_bytes(0); set_recycle_limit_bytes(1ull << 30); }
+  PoolGuard() { release_recycled(); set_recycle_limit_bytes(1ull << 30); }
+  ~PoolGuard() { release_recycled(); set_recycle_limit_bytes(1ull << 30); }
 };
 
 TEST(Bytes, FreedLargeBufferIsReusedAndComesBackZeroed) {
@@ -47,6 +47,18 @@ TEST(Bytes, CapBoundsTheCacheAndZeroDisablesIt) {
   EXPECT_EQ(recycled_bytes_cached(), 0u);
   { Bytes c(4 << 20); }
   EXPECT_EQ(recycled_bytes_cached(), 0u);
+}
+
+TEST(Bytes, ReleaseEmptiesTheCacheAndKeepsTheCap) {
+  PoolGuard guard;
+  set_recycle_limit_bytes(12 << 20);
+  { Bytes a(4 << 20), b(4 << 20); }
+  EXPECT_EQ(recycled_bytes_cached(), 8u << 20);
+  release_recycled();
+  EXPECT_EQ(recycled_bytes_cached(), 0u);
+  EXPECT_EQ(recycle_limit_bytes(), 12u << 20);
+  { Bytes c(4 << 20); }
+  EXPECT_EQ(recycled_bytes_cached(), 4u << 20) << "the cache works again after a release";
 }
 
 TEST(Bytes, SmallBuffersBypassThePool) {
