@@ -21,7 +21,8 @@ class ResidualBackup {
   bool valid() const { return valid_; }
   int tag() const { return tag_; }
   // Copies the backup into `dst` (1-D fp32, any device, as many values as were saved) and drops
-  // it. False (dst untouched) when there is none. Throws if the file is missing or short.
+  // it. False (dst untouched) when there is none. Throws, dst untouched, if the file is missing
+  // or short; only a read error midway (a failing disk) leaves dst partly restored.
   bool restore_into(const torch::Tensor& dst);
   // Forgets the backup and removes its file (the upload it guarded was settled).
   void drop();

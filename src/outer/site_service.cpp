@@ -345,6 +345,13 @@ void SiteService::Impl::on_welcome(const Message& m) {
     throw UserError("coordinator's model fingerprint " + protocol::hex64(mh) +
                     " differs from the one this build derives (" + protocol::hex64(manifest_hash) +
                     ") from the same config: versions differ?");
+  // The state's place was chosen at the first welcome; a later one (a restarted coordinator)
+  // must not switch to streaming under it (the device path serves P = 1, τ = 0 only).
+  if (on_device() && (w.fragments != 1 || w.overlap_steps != 0))
+    throw UserError("the coordinator now asks for sync.fragments = " + std::to_string(w.fragments) +
+                    ", sync.overlap_steps = " + std::to_string(w.overlap_steps) +
+                    " but this site process keeps its state on " + state_device->str() +
+                    " for a run without streaming: restart the site");
   fragments = w.fragments;
   overlap_steps = w.overlap_steps;
   merge_alpha = static_cast<float>(w.merge_alpha);

@@ -114,7 +114,7 @@ Bytes encode_with_feedback_pulled(const ChunkSource& x, std::span<float> residua
 using QuantizedChunkSource =
     std::function<void(uint32_t chunk, uint64_t begin, uint64_t n, std::span<std::byte> raw)>;
 
-// A payload from blocks quantized elsewhere (e.g. on a GPU by inner::DeviceQuantizer): the same
+// A payload from blocks quantized elsewhere (e.g. on a GPU by inner::encode_with_feedback_on_device): the same
 // chunking, byte shuffle + zstd and checksums as encode(), so a source that quantizes exactly as
 // the codec does gives bitwise the bytes encode() would. o.encoding must be int8 or int4
 // (InvariantError otherwise); a scale above the codec's maximum, or an int4 level byte out of

@@ -48,11 +48,12 @@ bool SpooledPayload::keep_as(const std::filesystem::path& path) const {
   if (::fdatasync(fd_) != 0) throw spool_error(dir_, "cannot sync");
   const std::string proc = "/proc/self/fd/" + std::to_string(fd_);
   if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) != 0) return false;
+  // The new name is durable only once its directory is.
   const int d = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (d >= 0) {
-    ::fsync(d);
-    ::close(d);
-  }
+  if (d < 0) throw spool_error(path.parent_path(), "cannot open to sync");
+  const int synced = ::fsync(d);
+  ::close(d);
+  if (synced != 0) throw spool_error(path.parent_path(), "cannot sync");
   return true;
 }
 

@@ -37,7 +37,8 @@ class SpooledPayload {
   Bytes read() const;
   // Gives the file the name `path` (same file system as the spool; must not exist) and makes
   // it durable (fdatasync, then the directory's fsync), without copying its bytes. Returns
-  // false when the file system cannot name an unnamed file (the caller writes a copy).
+  // false when the name cannot be given (e.g. another file system: the caller writes a copy);
+  // throws std::runtime_error when the data or the directory cannot be synced.
   bool keep_as(const std::filesystem::path& path) const;
 
  private:

@@ -12,6 +12,7 @@
 #include "inner/device_quantizer.h"
 #include "inner/flat_range.h"
 #include "transport/codec.h"
+#include "transport/codec_util.h"
 
 #include <xxhash.h>
 
@@ -20,12 +21,7 @@ namespace {
 
 using transport::CodecOptions;
 using transport::Encoding;
-
-transport::Manifest flat_manifest(uint64_t n) {
-  transport::Manifest m;
-  m.add("flat", {static_cast<int64_t>(n)});
-  return m;
-}
+using transport::testing::flat_manifest;
 
 // Zeros, exact ties (halves after scaling), tiny and huge values, a zero block, subnormals.
 std::vector<float> nasty(uint64_t n, uint32_t seed, float sd = 1e-2f) {

@@ -50,6 +50,12 @@ void round_trip(const torch::Device& dev) {
   b.save(on_dev.narrow(0, 0, 10), 0);
   fs::remove(f);
   EXPECT_THROW(b.restore_into(dst.narrow(0, 0, 10)), std::runtime_error);  // file gone
+  // A short file is refused before anything is copied: dst keeps what it had.
+  b.save(on_dev.narrow(0, 0, 10), 0);
+  fs::resize_file(f, 9 * sizeof(float));
+  dst.narrow(0, 0, 10).fill_(7.0f);
+  EXPECT_THROW(b.restore_into(dst.narrow(0, 0, 10)), std::runtime_error);
+  EXPECT_TRUE(torch::equal(dst.narrow(0, 0, 10).cpu(), torch::full({10}, 7.0f))) << "a short backup overwrote dst";
   fs::remove_all(f.parent_path());
 }
 
