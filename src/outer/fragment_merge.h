@@ -22,5 +22,8 @@ void add_to_fragment(const FragmentLayout& layout, int p, std::span<const float>
 // fragment was in flight; the paper's choice α = 0.5 is the default.
 void merge_fragment(const FragmentLayout& layout, int p, float alpha, std::span<const float> global,
                     std::span<float> local);
+// The same arithmetic on one contiguous range (local and global the same size), e.g. a piece of
+// a fragment merged straight into the model's parameters.
+void merge_range(float alpha, std::span<const float> global, std::span<float> local);
 
 }  // namespace longhaul::outer

@@ -564,15 +564,13 @@ void SiteService::Impl::on_round_result(const Message& m) {
     theta_to_params();
   } else {  // fragment f back from θ: copied (τ = 0) or mixed with the τ steps since the upload
     // merge_fragment()'s arithmetic, range by range in the parameters: no 4N copy of them.
-    const float alpha = overlap_steps > 0 ? merge_alpha : 0.f, beta = 1.f - alpha;
-    LH_CHECK(alpha >= 0.f && alpha < 1.f, "merge alpha ", alpha);
+    const float alpha = overlap_steps > 0 ? merge_alpha : 0.f;
     const inner::FlatParamRange local(*trainer->model());
     std::vector<float> buf;
     for_each_fragment_piece(*layout, f, [&](uint64_t at, uint64_t n) {
       buf.resize(n);
       if (alpha != 0.f) local.read(at, buf);
-      for (size_t i = 0; i < buf.size(); ++i)
-        buf[i] = alpha == 0.f ? theta[at + i] : alpha * buf[i] + beta * theta[at + i];
+      merge_range(alpha, std::span<const float>(theta).subspan(at, n), buf);
       local.write(at, buf);
     });
   }
