@@ -125,19 +125,21 @@ std::pair<double, int64_t> GptImpl::loss_sum_chunked(const torch::Tensor& idx, c
                                                      int64_t positions) {
   LH_CHECK(targets.sizes() == idx.sizes(), "targets ", targets.sizes(), " vs idx ", idx.sizes());
   LH_CHECK(positions >= 1, "positions ", positions);
+  torch::NoGradGuard no_grad;
   const torch::Tensor h = hidden(idx);  // [B, T, C]
-  double sum = 0;
-  int64_t count = 0;
+  // Summed on the model's device (each chunk's sum in fp64): one host sync per call, not two per chunk.
+  torch::Tensor sum = torch::zeros({}, h.options().dtype(torch::kFloat64));
+  torch::Tensor count = torch::zeros({}, h.options().dtype(torch::kInt64));
   for (int64_t t0 = 0; t0 < h.size(1); t0 += positions) {
     const int64_t len = std::min(positions, h.size(1) - t0);
     const torch::Tensor logits = torch::linear(h.narrow(1, t0, len), transformer->wte->weight);
     const torch::Tensor y = targets.narrow(1, t0, len).reshape({-1});
     sum += torch::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), y, /*weight=*/{}, at::Reduction::Sum,
                                      /*ignore_index=*/-1)
-               .item<double>();
-    count += y.ne(-1).sum().item<int64_t>();
+               .to(torch::kFloat64);
+    count += y.ne(-1).sum();
   }
-  return {sum, count};
+  return {sum.item<double>(), count.item<int64_t>()};
 }
 
 torch::Tensor GptImpl::loss(const torch::Tensor& idx, const torch::Tensor& targets) {
