@@ -64,33 +64,26 @@ void quantize_ref(const float* y, uint64_t n, uint32_t block, bool int8, std::by
 }
 
 TEST(CodecPulled, SameBytesAndResidualAsEncodeWithFeedback) {
-  for (Encoding e : kAllEncodings) {
-    for (uint32_t block : {8u, 64u, 128u}) {
-      for (int zstd : {0, 3}) {
-        for (uint64_t n : {uint64_t{1}, uint64_t{777}, uint64_t{5000}}) {
-          SCOPED_TRACE(std::string(encoding_name(e)) + " block " + std::to_string(block) + " zstd " +
-                       std::to_string(zstd) + " n " + std::to_string(n));
-          CodecOptions o{.encoding = e, .block_size = block, .zstd_level = zstd, .chunk_elements = block * 8};
-          const Manifest m = flat_manifest(n);
-          auto x = nasty(n, 7 + n);
-          if (e == Encoding::kFp16)
-            for (auto& v : x) v = std::clamp(v, -6e4f, 6e4f);
-          auto r0 = gaussian(n, 99, 1e-3f), r1 = r0;
-          const Bytes want = encode_with_feedback(x, r0, m, o);
-          int calls = 0;
-          const Bytes got = encode_with_feedback_pulled(
-              [&](uint64_t begin, std::span<float> out) {
-                ++calls;
-                std::memcpy(out.data(), x.data() + begin, out.size_bytes());
-              },
-              r1, m, o);
-          EXPECT_TRUE(want == got);
-          EXPECT_EQ(0, std::memcmp(r0.data(), r1.data(), n * sizeof(float)));
-          EXPECT_EQ(calls, 2 * static_cast<int>((n + o.chunk_elements - 1) / o.chunk_elements));
-        }
-      }
-    }
-  }
+  for_each_codec_case(kAllEncodings, {8, 64, 128}, {0, 3}, {1, 777, 5000}, [](Encoding e, uint32_t block, int zstd,
+                                                                              uint64_t n) {
+    CodecOptions o{.encoding = e, .block_size = block, .zstd_level = zstd, .chunk_elements = block * 8};
+    const Manifest m = flat_manifest(n);
+    auto x = nasty(n, 7 + n);
+    if (e == Encoding::kFp16)
+      for (auto& v : x) v = std::clamp(v, -6e4f, 6e4f);
+    auto r0 = gaussian(n, 99, 1e-3f), r1 = r0;
+    const Bytes want = encode_with_feedback(x, r0, m, o);
+    int calls = 0;
+    const Bytes got = encode_with_feedback_pulled(
+        [&](uint64_t begin, std::span<float> out) {
+          ++calls;
+          std::memcpy(out.data(), x.data() + begin, out.size_bytes());
+        },
+        r1, m, o);
+    EXPECT_TRUE(want == got);
+    EXPECT_EQ(0, std::memcmp(r0.data(), r1.data(), n * sizeof(float)));
+    EXPECT_EQ(calls, 2 * static_cast<int>((n + o.chunk_elements - 1) / o.chunk_elements));
+  });
 }
 
 TEST(CodecPulled, ErrorLeavesResidualUnchanged) {
@@ -108,27 +101,21 @@ TEST(CodecPulled, ErrorLeavesResidualUnchanged) {
 }
 
 TEST(CodecPrequantized, SameBytesAsEncode) {
-  for (Encoding e : {Encoding::kInt8, Encoding::kInt4}) {
-    for (uint32_t block : {8u, 32u, 128u}) {
-      for (int zstd : {0, 5}) {
-        for (uint64_t n : {uint64_t{1}, uint64_t{1001}, uint64_t{4096}}) {
-          SCOPED_TRACE(std::string(encoding_name(e)) + " block " + std::to_string(block) + " zstd " +
-                       std::to_string(zstd) + " n " + std::to_string(n));
-          CodecOptions o{.encoding = e, .block_size = block, .zstd_level = zstd, .chunk_elements = block * 4};
-          const Manifest m = flat_manifest(n);
-          const auto x = nasty(n, 11 + block);
-          const Bytes want = encode(x, m, o);
-          const Bytes got = encode_prequantized(
-              [&](uint32_t, uint64_t begin, uint64_t cn, std::span<std::byte> raw) {
-                ASSERT_EQ(raw.size(), wire::raw_chunk_bytes(e, cn, block));
-                quantize_ref(x.data() + begin, cn, block, e == Encoding::kInt8, raw.data());
-              },
-              m, o);
-          EXPECT_TRUE(want == got);
-        }
-      }
-    }
-  }
+  const Encoding quantized[] = {Encoding::kInt8, Encoding::kInt4};
+  for_each_codec_case(quantized, {8, 32, 128}, {0, 5}, {1, 1001, 4096}, [](Encoding e, uint32_t block, int zstd,
+                                                                           uint64_t n) {
+    CodecOptions o{.encoding = e, .block_size = block, .zstd_level = zstd, .chunk_elements = block * 4};
+    const Manifest m = flat_manifest(n);
+    const auto x = nasty(n, 11 + block);
+    const Bytes want = encode(x, m, o);
+    const Bytes got = encode_prequantized(
+        [&](uint32_t, uint64_t begin, uint64_t cn, std::span<std::byte> raw) {
+          ASSERT_EQ(raw.size(), wire::raw_chunk_bytes(e, cn, block));
+          quantize_ref(x.data() + begin, cn, block, e == Encoding::kInt8, raw.data());
+        },
+        m, o);
+    EXPECT_TRUE(want == got);
+  });
 }
 
 TEST(CodecPrequantized, RefusesWhatTheCodecNeverWrites) {
